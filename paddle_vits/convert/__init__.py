@@ -1,0 +1,13 @@
+"""Conversion of official PyTorch checkpoints to Paddle ``.pdparams``."""
+from .core import check_state_dict, convert_checkpoint, convert_state_dict, load_pretrained
+from .reader import CheckpointError, read_checkpoint, unwrap_state_dict
+
+__all__ = [
+    "CheckpointError",
+    "check_state_dict",
+    "convert_checkpoint",
+    "convert_state_dict",
+    "load_pretrained",
+    "read_checkpoint",
+    "unwrap_state_dict",
+]

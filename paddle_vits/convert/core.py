@@ -1,0 +1,202 @@
+"""Strict conversion of official PyTorch state dicts to Paddle models.
+
+Conversion is three steps:
+
+1. the family's ``checkpoint_filter_fn`` renames official/timm keys to ours
+   and drops buffers that our model recomputes;
+2. generic, by module type: ``nn.Linear`` weights are transposed (PyTorch
+   stores ``[out, in]``, Paddle ``[in, out]``) and BatchNorm buffers are
+   renamed (``running_mean``/``running_var`` -> ``_mean``/``_variance``,
+   ``num_batches_tracked`` dropped);
+3. strict checks: every model key present, no key left over, every shape
+   equal. A different classifier size is accepted only with ``reinit_head``.
+"""
+import os
+
+import numpy as np
+import paddle.nn as nn
+
+from .reader import CheckpointError, read_checkpoint
+
+__all__ = ["convert_state_dict", "load_pretrained", "convert_checkpoint", "check_state_dict"]
+
+_BN_TYPES = (nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.BatchNorm, nn.SyncBatchNorm)
+
+
+def _examples(keys, n=5):
+    keys = sorted(keys)
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _generic_layout(state_dict, model):
+    """Transpose Linear weights and rename BatchNorm buffers, chosen by module type."""
+    sd = dict(state_dict)
+    for name, layer in model.named_sublayers():
+        prefix = f"{name}." if name else ""
+        if isinstance(layer, nn.Linear):
+            key = prefix + "weight"
+            if key in sd:
+                w = sd[key]
+                if w.ndim != 2:
+                    raise CheckpointError(f"{key}: Linear weight with shape {tuple(w.shape)}")
+                sd[key] = np.ascontiguousarray(w.T)
+        elif isinstance(layer, _BN_TYPES):
+            for src, dst in (("running_mean", "_mean"), ("running_var", "_variance")):
+                if prefix + src in sd:
+                    sd[prefix + dst] = sd.pop(prefix + src)
+            sd.pop(prefix + "num_batches_tracked", None)
+    return sd
+
+
+def _classifier_keys(keys, prefixes):
+    return {k for k in keys if any(k == p or k.startswith(p + ".") for p in prefixes)}
+
+
+def check_state_dict(state_dict, model, classifier=("head",), reinit_head=False, model_name=None):
+    """Check ``state_dict`` (Paddle names and layout) against ``model``, strictly.
+
+    Returns:
+        (state_dict, skipped): the dict cast to the model's dtypes, and the
+        classifier keys left out because their shape differs (only when
+        ``reinit_head``).
+
+    Raises:
+        CheckpointError: missing/unexpected keys or mismatched shapes.
+    """
+    name = model_name or type(model).__name__
+    target = model.state_dict()
+    missing = set(target) - set(state_dict)
+    unexpected = set(state_dict) - set(target)
+    head_keys = _classifier_keys(target, classifier)
+    skipped = []
+    mismatched = []
+    for k in sorted(set(target) & set(state_dict)):
+        want, got = tuple(target[k].shape), tuple(state_dict[k].shape)
+        if want != got:
+            if k in head_keys:
+                skipped.append(k)
+            else:
+                mismatched.append(f"{k}: checkpoint {got} vs model {want}")
+    # A head missing from the checkpoint (features-only) or present when num_classes=0.
+    head_missing = missing & head_keys
+    head_unexpected = _classifier_keys(unexpected, classifier)
+    problems = []
+    if missing - head_keys:
+        problems.append(f"{len(missing - head_keys)} model keys missing from the checkpoint: {_examples(missing - head_keys)}")
+    if unexpected - head_unexpected:
+        problems.append(f"{len(unexpected - head_unexpected)} checkpoint keys the model does not have: "
+                        f"{_examples(unexpected - head_unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {_examples(mismatched, 3)}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint does not fit {name}: " + "; ".join(problems)
+            + ". Is it a checkpoint of another model or image size? "
+            "Pass the model the checkpoint was trained as (`paddle_vits.list_models()`)."
+        )
+    if skipped or head_missing or head_unexpected:
+        if not reinit_head:
+            raise CheckpointError(
+                f"the checkpoint's classifier does not fit {name}: "
+                + _examples(skipped + sorted(head_missing | head_unexpected), 4)
+                + ". To fine-tune with another number of classes, ask for a re-initialised head "
+                "(create_model(..., num_classes=N, pretrained=PATH) or --num-classes N)."
+            )
+        skipped = sorted(set(skipped) | head_missing | head_unexpected)
+    out = {}
+    for k, v in state_dict.items():
+        if k in target and k not in skipped:
+            dtype = target[k].numpy().dtype if hasattr(target[k], "numpy") else target[k].dtype
+            out[k] = np.asarray(v).astype(dtype, copy=False)
+    return out, skipped
+
+
+def convert_state_dict(state_dict, model, model_name=None, reinit_head=False):
+    """Convert an official/timm state dict (numpy) to the Paddle ``model``'s names and layout.
+
+    Args:
+        state_dict: ``{name: numpy.ndarray}`` as read by :func:`read_checkpoint`.
+        model: A model built by :func:`paddle_vits.create_model`.
+        model_name: Registered name (defaults to ``model.model_name``).
+        reinit_head: Allow a classifier of another size (it is left out).
+
+    Returns:
+        (state_dict, skipped) as in :func:`check_state_dict`.
+    """
+    from ..registry import get_model_info
+
+    model_name = model_name or getattr(model, "model_name", None)
+    info = get_model_info(model_name) if model_name else None
+    sd = dict(state_dict)
+    if info is not None and info.checkpoint_filter is not None:
+        sd = info.checkpoint_filter(sd, model)
+    sd = _generic_layout(sd, model)
+    classifier = info.classifier if info is not None else ("head",)
+    return check_state_dict(sd, model, classifier, reinit_head=reinit_head, model_name=model_name)
+
+
+def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=False):
+    """Load weights into ``model`` from a ``.pdparams`` or an official checkpoint.
+
+    A ``.pdparams`` file must already be in Paddle layout (as written by
+    :func:`convert_checkpoint`); any other file is converted on the fly.
+
+    Returns:
+        The list of classifier keys that were re-initialised (empty when none).
+    """
+    from ..registry import get_model_info
+
+    model_name = model_name or getattr(model, "model_name", None)
+    path = os.fspath(path)
+    sd = read_checkpoint(path, unsafe=unsafe)
+    if path.lower().endswith((".pdparams", ".pdparam")):
+        info = get_model_info(model_name) if model_name else None
+        classifier = info.classifier if info is not None else ("head",)
+        sd, skipped = check_state_dict(sd, model, classifier, reinit_head, model_name)
+    else:
+        sd, skipped = convert_state_dict(sd, model, model_name, reinit_head)
+    model.set_state_dict(sd)
+    return skipped
+
+
+def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **model_kwargs):
+    """Convert an official checkpoint file to a ``.pdparams`` file.
+
+    Args:
+        model_name: Registered name or alias of the model the checkpoint belongs to.
+        src: Official/timm checkpoint (``.pth``, ``.pt``, ``.safetensors``).
+        out: Output ``.pdparams`` path, written atomically.
+        num_classes: Head size; ``None`` keeps the checkpoint's. Another size
+            re-initialises the head.
+        unsafe: Allow executing pickled code (``torch.load(weights_only=False)``).
+        **model_kwargs: Extra model arguments (e.g. ``img_size``).
+
+    Returns:
+        dict: a report (model, number of tensors and parameters, skipped keys).
+    """
+    from ..registry import create_model, get_model_info
+    from ..utils import atomic_save
+
+    info = get_model_info(model_name)
+    sd = read_checkpoint(src, unsafe=unsafe)
+    reinit = num_classes is not None
+    if num_classes is None:
+        num_classes = _infer_num_classes(sd, info)
+    model = create_model(info.name, num_classes=num_classes, **model_kwargs)
+    converted, skipped = convert_state_dict(sd, model, info.name, reinit_head=reinit)
+    model.set_state_dict(converted)
+    atomic_save(model.state_dict(), out)
+    n_params = int(sum(int(np.prod(p.shape)) for p in model.parameters()))
+    return dict(model=info.name, tensors=len(converted), params=n_params,
+                num_classes=num_classes, skipped=skipped, out=os.fspath(out))
+
+
+def _infer_num_classes(sd, info):
+    """Head size stored in the checkpoint (1000 when it cannot be told)."""
+    for prefix in info.classifier:
+        for key in (prefix + ".bias", prefix + ".fc.bias", prefix + ".l.bias"):
+            if key in sd and sd[key].ndim == 1:
+                return int(sd[key].shape[0])
+    return 1000
+

@@ -1,0 +1,22 @@
+"""Layers shared by more than one family (or by the library's public API)."""
+from .attention import Attention, ClassAttention, CrossAttention, TalkingHeadAttention
+from .drop import DropPath, drop_path
+from .mlp import Mlp
+from .patch_embed import PatchEmbed
+from .weight_init import constant_, init_weights_vit, ones_, trunc_normal_, zeros_
+
+__all__ = [
+    "Attention",
+    "ClassAttention",
+    "CrossAttention",
+    "DropPath",
+    "Mlp",
+    "PatchEmbed",
+    "TalkingHeadAttention",
+    "constant_",
+    "drop_path",
+    "init_weights_vit",
+    "ones_",
+    "trunc_normal_",
+    "zeros_",
+]

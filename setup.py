@@ -1,0 +1,58 @@
+"""paddle_vits: CaiT, CrossViT, Wave-ViT and CrossFormer in PaddlePaddle."""
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _version():
+    with open(os.path.join(HERE, "paddle_vits", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("no __version__")
+
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    long_description = f.read()
+
+# Paddle itself is not in install_requires: the CPU build (`paddlepaddle`) and
+# the GPU build (`paddlepaddle-gpu`) are different distributions that must not
+# be installed together. CPU users take the `cpu` extra; GPU users install
+# paddlepaddle-gpu first (see README) and skip it.
+EXTRAS = {
+    "cpu": ["paddlepaddle>=3.2,<3.4"],
+    "test": [
+        "pytest>=7",
+        "nbclient>=0.9",
+        "nbformat>=5.9",
+        "ipykernel>=6.20",
+        "scikit-image>=0.22",
+    ],
+}
+
+setup(
+    name="paddle_vits",
+    version=_version(),
+    description="CaiT, CrossViT, Wave-ViT and CrossFormer in PaddlePaddle, matching the official PyTorch models",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["paddle_vits", "paddle_vits.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "numpy>=1.23",
+        "PyWavelets>=1.4",
+        "einops>=0.6",
+        "matplotlib>=3.6",
+        "pillow>=9",
+        "tqdm>=4.60",
+        "safetensors>=0.4",
+    ],
+    extras_require=EXTRAS,
+    license="Apache-2.0",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
