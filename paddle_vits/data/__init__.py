@@ -1,0 +1,1 @@
+"""Datasets and preprocessing. Import the submodules directly (``paddle_vits.data.imagenet``, ...)."""

@@ -1,0 +1,1 @@
+"""cait family (in progress)."""

@@ -1,0 +1,1 @@
+"""crossformer family (in progress)."""

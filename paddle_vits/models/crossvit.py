@@ -1,0 +1,1 @@
+"""crossvit family (in progress)."""

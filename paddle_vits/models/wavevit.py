@@ -1,0 +1,1 @@
+"""wavevit family (in progress)."""
