@@ -1,4 +1,9 @@
 """paddle_vits: CaiT, CrossViT, Wave-ViT and CrossFormer in PaddlePaddle."""
+import warnings
+
+# Paddle 3.3 warns about a missing ccache (a C++-extension build cache) on every import.
+warnings.filterwarnings("ignore", message="No ccache found")
+
 from . import models  # noqa: F401  (registers the variants)
 from .registry import create_model, get_model_info, is_model, list_models, register_model
 
