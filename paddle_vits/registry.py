@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 
@@ -166,7 +167,7 @@ def is_model(name):
     return name in _REGISTRY or name in _ALIASES
 
 
-def create_model(name, pretrained=False, num_classes=1000, **kwargs):
+def create_model(name, pretrained=False, num_classes=None, **kwargs):
     """Build a registered model.
 
     Args:
@@ -174,9 +175,12 @@ def create_model(name, pretrained=False, num_classes=1000, **kwargs):
         pretrained: ``False``, or a path to weights: a converted ``.pdparams``
             file, or an official PyTorch checkpoint (``.pth``/``.pt``/
             ``.safetensors``), which is converted on the fly.
-        num_classes: Classifier outputs; ``0`` removes the head (the model
-            then returns pooled features of size ``model.num_features``). When
-            it differs from the checkpoint's head, the head is re-initialised.
+        num_classes: Classifier outputs (default 1000); ``0`` removes the head
+            (the model then returns pooled features of size ``model.num_features``).
+            Given explicitly with ``pretrained``, a checkpoint head of another
+            size is dropped and the head re-initialised (with a warning); left
+            at the default, such a checkpoint is an error, so a fine-tuned head
+            is never thrown away silently.
         **kwargs: Passed to the family's model class (``drop_path_rate``,
             ``img_size``, ...).
 
@@ -184,7 +188,8 @@ def create_model(name, pretrained=False, num_classes=1000, **kwargs):
         paddle.nn.Layer: the model, in train mode (call ``.eval()`` for inference).
     """
     info = get_model_info(name)
-    model = info.builder(num_classes=num_classes, **kwargs)
+    reinit_head = num_classes is not None
+    model = info.builder(num_classes=1000 if num_classes is None else num_classes, **kwargs)
     model.model_name = info.name
     model.model_info = info
     if pretrained:
@@ -195,5 +200,8 @@ def create_model(name, pretrained=False, num_classes=1000, **kwargs):
             )
         from .convert import load_pretrained
 
-        load_pretrained(model, pretrained, model_name=info.name, reinit_head=True)
+        skipped = load_pretrained(model, pretrained, model_name=info.name, reinit_head=reinit_head)
+        if skipped:
+            warnings.warn(f"{info.name}: the classifier of {os.fspath(pretrained)} does not have "
+                          f"num_classes={num_classes} outputs; re-initialised {', '.join(skipped)}", stacklevel=2)
     return model

@@ -38,7 +38,8 @@ def _build(name, **kwargs):
 
 
 def _count(model):
-    return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
+    # Trainable only: Paddle keeps BatchNorm running statistics as (non-trainable) parameters.
+    return int(sum(int(np.prod(p.shape)) for p in model.parameters() if p.trainable))
 
 
 def test_registry_is_populated():

@@ -67,6 +67,14 @@ class _Stub:
         return _Stub(*args, **kwargs)
 
 
+class _OrderedDict(dict):
+    """Stand-in for ``collections.OrderedDict``: keeps the items and drops the pickled
+    attributes (``state_dict()``'s ``_metadata``), which a plain ``dict`` cannot take."""
+
+    def __setstate__(self, state):
+        pass
+
+
 def _make_stub(module, name):
     return type(name, (_Stub,), {"__module__": "stub." + module})
 
@@ -92,7 +100,7 @@ def _rebuild_parameter(data, *args):
 
 class _RestrictedUnpickler(pickle.Unpickler):
     _SAFE = {
-        ("collections", "OrderedDict"): dict,
+        ("collections", "OrderedDict"): _OrderedDict,
         ("builtins", "dict"): dict,
         ("builtins", "list"): list,
         ("builtins", "tuple"): tuple,
