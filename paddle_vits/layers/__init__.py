@@ -3,19 +3,23 @@ from .attention import Attention, ClassAttention, CrossAttention, TalkingHeadAtt
 from .drop import DropPath, drop_path
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
+from .wavelets import DWT2D, IDWT2D, interleave_permutation
 from .weight_init import constant_, init_weights_vit, ones_, trunc_normal_, zeros_
 
 __all__ = [
     "Attention",
     "ClassAttention",
     "CrossAttention",
+    "DWT2D",
     "DropPath",
+    "IDWT2D",
     "Mlp",
     "PatchEmbed",
     "TalkingHeadAttention",
     "constant_",
     "drop_path",
     "init_weights_vit",
+    "interleave_permutation",
     "ones_",
     "trunc_normal_",
     "zeros_",
