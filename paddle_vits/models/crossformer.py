@@ -1,1 +1,506 @@
-"""crossformer family (in progress)."""
+"""CrossFormer: cross-scale embedding, short/long distance attention, dynamic position bias.
+
+Paper: Wang et al., "CrossFormer: A Versatile Vision Transformer Hinging on Cross-scale
+Attention", ICLR 2022 (arXiv:2108.00154). Official code: https://github.com/cheerss/CrossFormer,
+branch ``crossformer`` (its ``main`` branch holds CrossFormer++); parameter names follow
+``models/crossformer.py`` there, so official checkpoints convert with no renames.
+
+The model is a four-stage pyramid:
+
+* a cross-scale embedding layer (CEL) samples the image with several kernel sizes at one stride
+  (``[4, 8, 16, 32]`` at stride 4 before stage 1, ``[2, 4]`` at stride 2 between stages) and
+  concatenates the results, giving wide kernels fewer channels (e.g. 64 = 32 + 16 + 8 + 8);
+* blocks alternate short-distance attention (SDA: groups of G x G neighbouring embeddings) and
+  long-distance attention (LDA: groups of embeddings sampled at interval I);
+* attention adds a dynamic position bias (DPB): a small MLP over relative coordinates, so the
+  weights do not depend on the group size.
+
+Input sizes. The official classifier fixes G per stage and takes I = (map side) / G, so LDA
+groups also hold G x G embeddings; where a stage's map side is at most G the group shrinks to the
+map and the block uses SDA (at 224 this is stage 4, 7 x 7). Here the same rules apply at run
+time, so one model takes any image whose sides are multiples of 32 (stride 4 then three 2x
+merges). Where a map side is larger than G but not a multiple of it (e.g. 16 x 16 in stage 1 of a
+64-pixel input, G = 7) the official classifier fails; this port pads the map and masks the padded
+keys, as the official detection/segmentation backbone (``crossformer_backbone.py``) does, so
+32- and 64-pixel inputs work. Where no padding is needed (e.g. 224) the computation is exactly the
+official classifier's. ``group_size`` and ``interval`` can be set per stage (the backbone's
+settings, e.g. ``interval=[8, 4, 2, 1]``): with an explicit interval I, LDA pads the map to a
+multiple of I and groups hold (side / I)^2 embeddings.
+"""
+import functools
+import math
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from ..layers import DropPath, Mlp, ones_, trunc_normal_, zeros_
+from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
+
+__all__ = ["CrossFormer", "checkpoint_filter_fn"]
+
+_NEG_INF = -1.0e6  # additive mask for padded keys (the official backbone's NEG_INF)
+
+
+def _init_weights(m):
+    """Official initialisation (trunc-normal Linear, unit LayerNorm); Conv2D as PyTorch's default."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        zeros_(m.bias)
+        ones_(m.weight)
+    elif isinstance(m, nn.Conv2D):
+        # PyTorch's kaiming_uniform_(a=sqrt(5)) and bias rule: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        fan_in = int(np.prod(m.weight.shape[1:]))
+        bound = 1.0 / math.sqrt(fan_in)
+        m.weight.set_value(paddle.uniform(m.weight.shape, min=-bound, max=bound))
+        if m.bias is not None:
+            m.bias.set_value(paddle.uniform(m.bias.shape, min=-bound, max=bound))
+
+
+def _scale_dims(dim, num_scales):
+    """Channels of each kernel size in a CEL: halving, the last two equal (64, 4 -> 32, 16, 8, 8)."""
+    if dim % 2 ** (num_scales - 1):
+        raise ValueError(f"a cross-scale embedding with {num_scales} kernel sizes needs a width divisible by "
+                         f"{2 ** (num_scales - 1)}; got {dim}")
+    return [dim // 2 ** (i + 1) for i in range(num_scales - 1)] + [dim // 2 ** (num_scales - 1)]
+
+
+def _scale_convs(in_chans, out_dim, kernel_sizes, stride):
+    """One Conv2D per kernel size, all at ``stride`` and padded so they give the same output size."""
+    convs = nn.LayerList()
+    for k, d in zip(kernel_sizes, _scale_dims(out_dim, len(kernel_sizes))):
+        if k < stride or (k - stride) % 2:
+            raise ValueError(f"cross-scale kernel sizes must be >= the stride {stride} and differ from it by an "
+                             f"even number; got {k}")
+        convs.append(nn.Conv2D(in_chans, d, kernel_size=k, stride=stride, padding=(k - stride) // 2))
+    return convs
+
+
+class CrossScaleEmbed(nn.Layer):
+    """First cross-scale embedding layer: image -> tokens (``projs`` then ``norm``).
+
+    Args:
+        in_chans: Image channels.
+        embed_dim: Output width, split over the kernel sizes (see ``_scale_dims``).
+        patch_size: Kernel sizes; the first one is the stride.
+    """
+
+    def __init__(self, in_chans=3, embed_dim=96, patch_size=(4, 8, 16, 32)):
+        super().__init__()
+        self.stride = patch_size[0]
+        self.projs = _scale_convs(in_chans, embed_dim, patch_size, self.stride)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x):
+        x = paddle.concat([proj(x) for proj in self.projs], axis=1)  # [B, C, H/s, W/s]
+        hw = tuple(x.shape[2:])
+        x = x.flatten(2).transpose([0, 2, 1])  # [B, C, h, w] -> [B, h*w, C]
+        return self.norm(x), hw
+
+
+class PatchMerging(nn.Layer):
+    """Cross-scale embedding between stages: ``norm`` then ``reductions`` (stride 2, width x2).
+
+    Args:
+        dim: Input width (output width is ``2 * dim``).
+        patch_size: Kernel sizes (official: ``[2, 4]``).
+    """
+
+    def __init__(self, dim, patch_size=(2, 4)):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.reductions = _scale_convs(dim, 2 * dim, patch_size, 2)
+
+    def forward(self, x, hw):
+        H, W = hw
+        B, _, C = x.shape
+        x = self.norm(x).reshape([B, H, W, C]).transpose([0, 3, 1, 2])  # [B, H*W, C] -> [B, C, H, W]
+        x = paddle.concat([red(x) for red in self.reductions], axis=1)  # [B, 2C, H/2, W/2]
+        hw = tuple(x.shape[2:])
+        return x.flatten(2).transpose([0, 2, 1]), hw  # [B, 2C, h, w] -> [B, h*w, 2C]
+
+
+@functools.lru_cache(maxsize=None)
+def _relative_tables(gh, gw):
+    """Relative coordinates of a ``gh x gw`` group and the index of each token pair into them.
+
+    Returns:
+        ``(coords, index)``: ``coords`` float32 ``[(2gh-1)(2gw-1), 2]`` (dh, dw), row-major;
+        ``index`` int64 ``[gh*gw, gh*gw]``, ``coords[index[p, q]] = pos(p) - pos(q)``.
+    """
+    dh, dw = np.meshgrid(np.arange(1 - gh, gh), np.arange(1 - gw, gw), indexing="ij")
+    coords = np.stack([dh.ravel(), dw.ravel()], axis=1).astype(np.float32)
+    ph, pw = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+    ph, pw = ph.ravel(), pw.ravel()
+    index = (ph[:, None] - ph[None, :] + gh - 1) * (2 * gw - 1) + (pw[:, None] - pw[None, :] + gw - 1)
+    return coords, index.astype(np.int64)
+
+
+class DynamicPosBias(nn.Layer):
+    """Dynamic position bias: MLP ``2 -> dim/4 -> dim/4 -> dim/4 -> num_heads`` over (dh, dw).
+
+    Args:
+        dim: A quarter of the attention width (as the official code passes it).
+        num_heads: Heads (one bias per head).
+    """
+
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.pos_dim = dim // 4
+        self.pos_proj = nn.Linear(2, self.pos_dim)
+        self.pos1 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
+        self.pos2 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
+        self.pos3 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, num_heads))
+
+    def forward(self, coords):
+        """``[M, 2]`` relative coordinates -> ``[M, num_heads]`` biases."""
+        return self.pos3(self.pos2(self.pos1(self.pos_proj(coords))))
+
+    def bias(self, group_hw):
+        """Bias ``[num_heads, N, N]`` for a group of ``group_hw`` tokens (N = gh * gw)."""
+        coords, index = _relative_tables(*group_hw)
+        table = self(paddle.to_tensor(coords))  # [(2gh-1)(2gw-1), heads]
+        n = index.shape[0]
+        bias = paddle.gather(table, paddle.to_tensor(index.reshape(-1)))  # [N*N, heads]
+        return bias.reshape([n, n, self.num_heads]).transpose([2, 0, 1])  # [N, N, h] -> [h, N, N]
+
+
+class GroupAttention(nn.Layer):
+    """Multi-head self-attention inside groups, with a dynamic position bias.
+
+    ``fused_attn`` selects SDPA, used only where no gradient flows into the learned bias
+    (inference under ``paddle.no_grad()``); otherwise, and with ``fused_attn = False``, the
+    probabilities pass through ``attn_drop`` (hooked by ``paddle_vits.explain``).
+
+    Args:
+        dim: Width.
+        num_heads: Heads.
+        qkv_bias: Bias in ``qkv``.
+        qk_scale: Override of ``head_dim ** -0.5``.
+        attn_drop: Dropout on attention probabilities.
+        proj_drop: Dropout after ``proj``.
+    """
+
+    def __init__(self, dim, num_heads, qkv_bias=True, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = qk_scale or self.head_dim ** -0.5
+        self.fused_attn = True
+        self.pos = DynamicPosBias(dim // 4, num_heads)
+        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x, group_hw, mask=None):
+        """Args:
+            x: ``[B * nG, N, C]`` grouped tokens (group index fastest after the batch).
+            group_hw: ``(gh, gw)`` with ``gh * gw == N``.
+            mask: ``[nG, N, N]`` additive mask (0 or a large negative) or None.
+        """
+        B_, N, C = x.shape
+        bias = self.pos.bias(group_hw).unsqueeze(0)  # [1, h, N, N]
+        if mask is not None:
+            bias = (bias + mask.unsqueeze(1)).tile([B_ // mask.shape[0], 1, 1, 1])  # [B*nG, h, N, N]
+        qkv = self.qkv(x).reshape([B_, N, 3, self.num_heads, self.head_dim])  # [B_, N, 3C] -> [B_, N, 3, h, D]
+        q, k, v = qkv.unbind(2)  # each [B_, N, h, D]
+        # The bias is learned (DPB), and fused GPU kernels need not back-propagate into an additive
+        # mask: SDPA only runs when no gradient is needed (e.g. inference under paddle.no_grad()).
+        if self.fused_attn and bias.stop_gradient:
+            x = F.scaled_dot_product_attention(
+                q * (self.scale * self.head_dim ** 0.5), k, v, attn_mask=bias,
+                dropout_p=self.attn_drop.p if self.training else 0.0, training=self.training,
+            )
+        else:
+            q, k, v = (t.transpose([0, 2, 1, 3]) for t in (q, k, v))  # [B_, N, h, D] -> [B_, h, N, D]
+            attn = (q * self.scale) @ k.transpose([0, 1, 3, 2]) + bias  # [B_, h, N, N]
+            attn = self.attn_drop(F.softmax(attn, axis=-1))
+            x = (attn @ v).transpose([0, 2, 1, 3])  # [B_, h, N, D] -> [B_, N, h, D]
+        x = x.reshape([B_, N, C])  # [B_, N, h, D] -> [B_, N, C]
+        return self.proj_drop(self.proj(x))
+
+
+def group_tokens(x, group_hw, lda):
+    """Split a ``[B, H, W, C]`` map (paddle or numpy) into groups of ``gh x gw`` tokens.
+
+    SDA groups are contiguous ``gh x gw`` windows; LDA groups take every ``(H/gh)``-th row and
+    ``(W/gw)``-th column, i.e. tokens at interval ``I = H / gh`` apart. Groups are ordered batch
+    first, then row-major over windows (SDA) or over offsets (LDA).
+
+    Returns:
+        ``[B * nG, gh * gw, C]``.
+    """
+    B, H, W, C = x.shape
+    gh, gw = group_hw
+    if lda:
+        x = x.reshape([B, gh, H // gh, gw, W // gw, C]).transpose([0, 2, 4, 1, 3, 5])  # -> [B, Ih, Iw, gh, gw, C]
+    else:
+        x = x.reshape([B, H // gh, gh, W // gw, gw, C]).transpose([0, 1, 3, 2, 4, 5])  # -> [B, nh, nw, gh, gw, C]
+    return x.reshape([-1, gh * gw, C])  # -> [B * nG, gh * gw, C]
+
+
+def ungroup_tokens(x, hw, group_hw, lda):
+    """Inverse of :func:`group_tokens`: ``[B * nG, gh * gw, C]`` -> ``[B, H, W, C]``."""
+    H, W = hw
+    gh, gw = group_hw
+    C = x.shape[-1]
+    x = x.reshape([-1, H // gh, W // gw, gh, gw, C])  # -> [B, nh|Ih, nw|Iw, gh, gw, C]
+    if lda:
+        x = x.transpose([0, 3, 1, 4, 2, 5])  # -> [B, gh, Ih, gw, Iw, C]
+    else:
+        x = x.transpose([0, 1, 3, 2, 4, 5])  # -> [B, nh, gh, nw, gw, C]
+    return x.reshape([-1, H, W, C])  # -> [B, H, W, C]
+
+
+def group_plan(hw, group_size, interval, lda):
+    """How a block groups an ``H x W`` map.
+
+    Follows the official classifier: a map side at most ``group_size`` makes the group the whole
+    (shorter) side and the block SDA; LDA with ``interval=None`` uses ``I = side / G`` so its
+    groups hold ``G x G`` tokens. Sides that do not divide are padded (official backbone).
+
+    Returns:
+        ``(lda, padded_hw, group_hw)``.
+    """
+    H, W = hw
+    if min(H, W) <= group_size:
+        lda, group_size = False, min(H, W)
+    if lda and interval is not None:
+        Hp, Wp = -(-H // interval) * interval, -(-W // interval) * interval
+        return True, (Hp, Wp), (Hp // interval, Wp // interval)
+    Hp, Wp = -(-H // group_size) * group_size, -(-W // group_size) * group_size
+    return lda, (Hp, Wp), (group_size, group_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _padding_mask(hw, padded_hw, group_hw, lda):
+    """Additive key mask ``[nG, N, N]`` (float32) hiding the padded positions of each group."""
+    pad = np.ones(padded_hw, dtype=np.float32)
+    pad[: hw[0], : hw[1]] = 0.0
+    keys = group_tokens(pad[None, :, :, None], group_hw, lda)[..., 0]  # [nG, N]
+    return np.broadcast_to(keys[:, None, :] * _NEG_INF, keys.shape[:1] + keys.shape[1:] * 2).copy()
+
+
+class CrossFormerBlock(nn.Layer):
+    """CrossFormer block: ``x + attn(norm1(x))`` over SDA or LDA groups, then ``x + mlp(norm2(x))``.
+
+    Args:
+        dim: Width.
+        num_heads: Heads.
+        group_size: G (groups of G x G embeddings).
+        interval: LDA interval I, or None for ``map side / G`` (official classifier).
+        lda: Long-distance (True) or short-distance (False) attention.
+        mlp_ratio: FFN expansion.
+        qkv_bias: Bias in ``qkv``.
+        qk_scale: Override of the attention scale.
+        drop: Dropout after projections.
+        attn_drop: Dropout on attention probabilities.
+        drop_path: Stochastic depth.
+    """
+
+    def __init__(self, dim, num_heads, group_size=7, interval=None, lda=False, mlp_ratio=4.0, qkv_bias=True,
+                 qk_scale=None, drop=0.0, attn_drop=0.0, drop_path=0.0):
+        super().__init__()
+        self.group_size = group_size
+        self.interval = interval
+        self.lda = lda
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = GroupAttention(dim, num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop,
+                                   proj_drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+
+    def forward(self, x, hw):
+        B, L, C = x.shape
+        H, W = hw
+        lda, (Hp, Wp), group_hw = group_plan(hw, self.group_size, self.interval, self.lda)
+        y = self.norm1(x).reshape([B, H, W, C])  # [B, H*W, C] -> [B, H, W, C]
+        mask = None
+        if (Hp, Wp) != (H, W):
+            y = F.pad(y, [0, Hp - H, 0, Wp - W], data_format="NHWC")
+            mask = paddle.to_tensor(_padding_mask(hw, (Hp, Wp), group_hw, lda))
+        y = self.attn(group_tokens(y, group_hw, lda), group_hw, mask)  # [B*nG, N, C]
+        y = ungroup_tokens(y, (Hp, Wp), group_hw, lda)[:, :H, :W]  # [B, Hp, Wp, C] -> [B, H, W, C]
+        x = x + self.drop_path(y.reshape([B, L, C]))  # [B, H, W, C] -> [B, H*W, C]
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class Stage(nn.Layer):
+    """Blocks alternating SDA and LDA (SDA first), then an optional cross-scale ``downsample``.
+
+    Args:
+        dim: Width.
+        depth: Blocks.
+        num_heads: Heads.
+        group_size: G.
+        interval: LDA interval or None.
+        drop_path: One stochastic-depth rate per block.
+        merge_size: Kernel sizes of the following CEL, or None for the last stage.
+        **block_kwargs: Passed to :class:`CrossFormerBlock`.
+    """
+
+    def __init__(self, dim, depth, num_heads, group_size, interval, drop_path, merge_size=None, **block_kwargs):
+        super().__init__()
+        self.blocks = nn.LayerList([
+            CrossFormerBlock(dim, num_heads, group_size=group_size, interval=interval, lda=i % 2 == 1,
+                             drop_path=drop_path[i], **block_kwargs)
+            for i in range(depth)
+        ])
+        self.downsample = PatchMerging(dim, merge_size) if merge_size else None
+
+    def forward(self, x, hw):
+        for blk in self.blocks:
+            x = blk(x, hw)
+        if self.downsample is not None:
+            x, hw = self.downsample(x, hw)
+        return x, hw
+
+
+def _per_stage(value, n, name):
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n
+    if len(values) != n:
+        raise ValueError(f"{name} needs one value per stage ({n}); got {value!r}")
+    return values
+
+
+class CrossFormer(nn.Layer):
+    """CrossFormer image classifier.
+
+    Args:
+        img_size: Default input side (checked at construction). The model takes any input whose
+            sides are multiples of 32, e.g. 32, 64, 224, 256.
+        in_chans: Input channels.
+        num_classes: Classes; ``0`` gives pooled features.
+        embed_dim: Width of stage 1 (doubled by each later stage).
+        depths: Blocks per stage.
+        num_heads: Heads per stage.
+        group_size: G per stage (int for all stages). Does not change weight shapes.
+        interval: LDA interval I per stage (int, or None entries for the official
+            ``map side / G``). Does not change weight shapes.
+        patch_size: Kernel sizes of the first CEL (the first is the stride).
+        merge_size: Kernel sizes of the three later CELs (stride 2).
+        mlp_ratio: FFN expansion.
+        qkv_bias: Bias in ``qkv``.
+        qk_scale: Override of the attention scale.
+        drop_rate: Dropout after the embedding and projections.
+        attn_drop_rate: Dropout on attention probabilities.
+        drop_path_rate: Stochastic depth, increasing linearly over blocks.
+    """
+
+    def __init__(self, img_size=224, in_chans=3, num_classes=1000, embed_dim=96, depths=(2, 2, 6, 2),
+                 num_heads=(3, 6, 12, 24), group_size=7, interval=None, patch_size=(4, 8, 16, 32),
+                 merge_size=((2, 4), (2, 4), (2, 4)), mlp_ratio=4.0, qkv_bias=True, qk_scale=None, drop_rate=0.0,
+                 attn_drop_rate=0.0, drop_path_rate=0.1):
+        super().__init__()
+        n = len(depths)
+        num_heads = _per_stage(num_heads, n, "num_heads")
+        self.group_size = _per_stage(group_size, n, "group_size")
+        self.interval = _per_stage(interval, n, "interval")
+        merge_size = _per_stage(merge_size, n - 1, "merge_size") if isinstance(merge_size[0], (list, tuple)) \
+            else [merge_size] * (n - 1)
+        self.num_classes = num_classes
+        self.num_features = int(embed_dim * 2 ** (n - 1))
+        self.patch_stride = patch_size[0]
+        self.size_divisor = patch_size[0] * 2 ** (n - 1)
+        self.img_size = img_size if isinstance(img_size, (list, tuple)) else (img_size, img_size)
+        self._check_size(*self.img_size)
+
+        self.patch_embed = CrossScaleEmbed(in_chans, embed_dim, patch_size)
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = np.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.layers = nn.LayerList([
+            Stage(int(embed_dim * 2 ** i), depths[i], num_heads[i], self.group_size[i], self.interval[i],
+                  dpr[sum(depths[:i]):sum(depths[: i + 1])], merge_size[i] if i < n - 1 else None,
+                  mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, drop=drop_rate,
+                  attn_drop=attn_drop_rate)
+            for i in range(n)
+        ])
+        self.norm = nn.LayerNorm(self.num_features)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    def _check_size(self, H, W):
+        d = self.size_divisor
+        if H % d or W % d:
+            up = (-(-H // d) * d, -(-W // d) * d)
+            raise ValueError(
+                f"CrossFormer takes image sides that are multiples of {d} (a stride-{self.patch_stride} "
+                f"embedding, then 2x merges that need even maps); got {H}x{W}. Resize or pad to e.g. "
+                f"{up[0]}x{up[1]} (224, 32 and 64 work).")
+
+    def no_weight_decay(self):
+        """No parameter is exempt in the official recipe (it has no absolute position embedding)."""
+        return set()
+
+    def reset_classifier(self, num_classes):
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            _init_weights(self.head)
+
+    def forward_features(self, x):
+        """``[B, 3, H, W]`` -> normalised stage-4 tokens ``[B, H*W/1024, num_features]``."""
+        self._check_size(*x.shape[2:])
+        x, hw = self.patch_embed(x)
+        x = self.pos_drop(x)
+        for layer in self.layers:
+            x, hw = layer(x, hw)
+        return self.norm(x)
+
+    def forward_head(self, x, pre_logits=False):
+        x = x.mean(axis=1)  # [B, L, C] -> [B, C]
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def checkpoint_filter_fn(state_dict, model):
+    """Official CrossFormer checkpoint -> our names (before the generic Linear step).
+
+    Names are the official ones; only the buffers the official attention stores
+    (``*.attn.biases``, ``*.attn.relative_position_index``, and ``*.attn_mask`` if present)
+    are dropped: this port recomputes them for the group size of each input.
+    """
+    drop = ("attn.biases", "attn.relative_position_index", "attn_mask")
+    return {k: v for k, v in state_dict.items() if not k.endswith(drop)}
+
+
+def _create(cfg, **kwargs):
+    return CrossFormer(**{**cfg, **kwargs})
+
+
+_PAPER = "Wang et al., CrossFormer, ICLR 2022 (arXiv:2108.00154)"
+# Official eval transform (data/build.py): resize to int(256/224 * 224) = 256, center-crop 224, bicubic.
+_EVAL = dict(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN,
+             std=IMAGENET_DEFAULT_STD, classifier=("head",), paper=_PAPER, test_kwargs=dict(img_size=32))
+
+
+@register_model(top1=81.5, num_params=27_776_794, **_EVAL)
+def crossformer_t(**kwargs):
+    return _create(dict(embed_dim=64, depths=(1, 1, 8, 6), num_heads=(2, 4, 8, 16), drop_path_rate=0.1), **kwargs)
+
+
+@register_model(top1=82.5, num_params=30_657_394, **_EVAL)
+def crossformer_s(**kwargs):
+    return _create(dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2), **kwargs)
+
+
+@register_model(top1=83.4, num_params=51_971_554, **_EVAL)
+def crossformer_b(**kwargs):
+    return _create(dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.3), **kwargs)
+
+
+@register_model(top1=84.0, num_params=91_971_184, **_EVAL)
+def crossformer_l(**kwargs):
+    return _create(dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.5),
+                   **kwargs)
