@@ -1,0 +1,115 @@
+"""Evaluation preprocessing in numpy/PIL.
+
+The pipeline ends in a numpy ``float32`` ``[C, H, W]`` array, never a
+``paddle.Tensor``: Paddle 3.3's ``DataLoader`` with worker processes and shared
+memory segfaults or hangs intermittently when worker transforms return Paddle
+tensors, while numpy outputs are reliable.
+"""
+import math
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["INTERPOLATIONS", "EvalTransform", "resolve_eval_config", "eval_resize_size"]
+
+INTERPOLATIONS = {
+    "bicubic": Image.BICUBIC,
+    "bilinear": Image.BILINEAR,
+    "nearest": Image.NEAREST,
+    "lanczos": Image.LANCZOS,
+    "box": Image.BOX,
+    "hamming": Image.HAMMING,
+}
+
+
+def eval_resize_size(img_size, crop_pct):
+    """Shorter-side resize before the center crop: ``int(img_size / crop_pct)`` (timm/DeiT rule)."""
+    return int(math.floor(img_size / crop_pct))
+
+
+def resolve_eval_config(info=None, img_size=None, crop_pct=None, interpolation=None, mean=None, std=None):
+    """Eval preprocessing: the registry entry's settings, overridden by the non-``None`` arguments.
+
+    Args:
+        info: A :class:`paddle_vits.registry.ModelInfo` (or ``None`` for the ImageNet defaults).
+        img_size: Square crop size.
+        crop_pct: Center-crop fraction in ``(0, 1]``.
+        interpolation: One of :data:`INTERPOLATIONS`.
+        mean, std: Three per-channel values on the 0-1 scale.
+
+    Returns:
+        dict with ``img_size``, ``resize``, ``crop_pct``, ``interpolation``, ``mean``, ``std``.
+
+    Raises:
+        ValueError: an out-of-range or unknown setting.
+    """
+    from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    cfg = info.eval_config() if info is not None else dict(
+        input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic",
+        mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+    size = int(img_size) if img_size is not None else int(cfg["input_size"][-1])
+    crop_pct = float(crop_pct) if crop_pct is not None else float(cfg["crop_pct"])
+    interpolation = interpolation or cfg["interpolation"]
+    mean = tuple(float(m) for m in (mean if mean is not None else cfg["mean"]))
+    std = tuple(float(s) for s in (std if std is not None else cfg["std"]))
+    if size <= 0:
+        raise ValueError(f"image size must be positive, got {size}")
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; choose one of {sorted(INTERPOLATIONS)}")
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need 3 values (RGB), got mean={mean} std={std}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"std values must be positive, got {std}")
+    return dict(img_size=size, resize=eval_resize_size(size, crop_pct), crop_pct=crop_pct,
+                interpolation=interpolation, mean=mean, std=std)
+
+
+class EvalTransform:
+    """Resize the shorter side, center-crop, scale to 0-1 and normalise.
+
+    Args:
+        img_size: Output (square) size.
+        crop_pct: The shorter side is resized to ``int(img_size / crop_pct)`` first.
+        interpolation: PIL resampling name (``"bicubic"``, ``"bilinear"``, ...).
+        mean, std: Per-channel RGB normalisation on the 0-1 scale.
+
+    Calling it on a PIL image returns a ``float32`` numpy array ``[3, img_size, img_size]``.
+    """
+
+    def __init__(self, img_size=224, crop_pct=0.875, interpolation="bicubic",
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+        cfg = resolve_eval_config(None, img_size, crop_pct, interpolation, mean, std)
+        self.img_size = cfg["img_size"]
+        self.resize = cfg["resize"]
+        self.crop_pct = cfg["crop_pct"]
+        self.interpolation = cfg["interpolation"]
+        self.mean = np.asarray(cfg["mean"], dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(cfg["std"], dtype=np.float32).reshape(3, 1, 1)
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Build from a :func:`resolve_eval_config` dict."""
+        return cls(cfg["img_size"], cfg["crop_pct"], cfg["interpolation"], cfg["mean"], cfg["std"])
+
+    def __call__(self, img):
+        img = img.convert("RGB")
+        w, h = img.size
+        # Shorter side -> self.resize, aspect ratio kept (as torchvision's Resize(int)).
+        if w <= h:
+            new_w, new_h = self.resize, int(self.resize * h / w)
+        else:
+            new_w, new_h = int(self.resize * w / h), self.resize
+        if (new_w, new_h) != (w, h):
+            img = img.resize((new_w, new_h), INTERPOLATIONS[self.interpolation])
+        left = int(round((new_w - self.img_size) / 2.0))
+        top = int(round((new_h - self.img_size) / 2.0))
+        img = img.crop((left, top, left + self.img_size, top + self.img_size))
+        arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # [H, W, 3] -> [3, H, W]
+        return (arr - self.mean) / self.std
+
+    def __repr__(self):
+        return (f"EvalTransform(img_size={self.img_size}, resize={self.resize}, crop_pct={self.crop_pct}, "
+                f"interpolation={self.interpolation!r}, mean={tuple(self.mean.ravel())}, std={tuple(self.std.ravel())})")

@@ -1,0 +1,4 @@
+"""Classification evaluation: top-k accuracy over a loader."""
+from .classification import BatchLoader, EvalResult, accuracy_counts, evaluate, iterate_batches
+
+__all__ = ["BatchLoader", "EvalResult", "accuracy_counts", "evaluate", "iterate_batches"]

@@ -1,0 +1,121 @@
+"""Benchmark a model: parameters, GMACs, inference and training throughput, peak memory.
+
+    python scripts/benchmark.py --model cait_xxs_24 --batch-size 32 --threads 8
+    python scripts/benchmark.py --model cait_s_24 --device gpu --amp --batch-size 128
+
+MACs come from :func:`paddle_vits.utils.flops.count_macs` (every linear, conv,
+matmul and attention product executed in one forward pass, batch 1). Throughput
+is timed after ``--warmup`` untimed steps. Peak memory is the GPU allocator's
+peak (``paddle.device.cuda.max_memory_allocated``) or, on CPU, the process's
+peak resident set size. It prints figures and asserts nothing.
+"""
+import argparse
+import functools
+import sys
+import time
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="registered model name or alias")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--img-size", type=int, default=None, help="input side (default: the model's)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when available")
+    p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
+    p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
+    return p.parse_args(argv)
+
+
+def _sync(paddle, gpu):
+    if gpu:
+        paddle.device.cuda.synchronize()
+
+
+def _timed(fn, steps, warmup, sync):
+    for _ in range(warmup):
+        fn()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / steps
+
+
+def _peak_rss_mib():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import paddle
+
+    from paddle_vits import create_model, get_model_info
+    from paddle_vits.utils import set_num_threads
+    from paddle_vits.utils.flops import count_macs
+
+    threads = set_num_threads(args.threads)
+    gpu = args.device == "gpu" or (args.device is None and paddle.device.cuda.device_count() > 0)
+    if gpu and paddle.device.cuda.device_count() == 0:
+        print("error: --device gpu but no CUDA device (install paddlepaddle-gpu)", file=sys.stderr)
+        return 2
+    paddle.set_device("gpu" if gpu else "cpu")
+    try:
+        info = get_model_info(args.model)
+        size = args.img_size or info.img_size
+        kwargs = {} if size == info.img_size else dict(img_size=size)
+        model = create_model(info.name, **kwargs)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n_params = sum(int(p.numel()) for p in model.parameters())
+    macs = count_macs(model, input_size=(3, size, size))
+    sync = functools.partial(_sync, paddle, gpu)
+    bs = args.batch_size
+    print(f"model      {info.name} @ {size}x{size}, batch {bs}, {'gpu' if gpu else f'cpu ({threads} threads)'}"
+          f"{', amp' if args.amp else ''}")
+    print(f"params     {n_params:,} ({n_params / 1e6:.3f} M)")
+    print(f"GMACs      {macs.gmacs:.3f} ({macs.macs:,} MACs per image; "
+          + ", ".join(f"{k} {v / 1e9:.3f}" for k, v in sorted(macs.by_op.items())) + ")")
+
+    x = paddle.randn([bs, 3, size, size], dtype="float32")
+    model.eval()
+
+    def infer():
+        with paddle.no_grad(), paddle.amp.auto_cast(enable=args.amp):
+            model(x)
+
+    t = _timed(infer, args.steps, args.warmup, sync)
+    print(f"inference  {bs / t:.1f} images/s ({t * 1000:.1f} ms/batch)")
+
+    if not args.no_train:
+        model.train()
+        y = paddle.randint(0, model.num_classes, [bs])
+        opt = paddle.optimizer.AdamW(learning_rate=1e-4, parameters=model.parameters())
+        scaler = paddle.amp.GradScaler(enable=args.amp)
+
+        def train_step():
+            with paddle.amp.auto_cast(enable=args.amp):
+                loss = paddle.nn.functional.cross_entropy(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            opt.clear_grad()
+
+        t = _timed(train_step, args.steps, args.warmup, sync)
+        print(f"training   {bs / t:.1f} images/s ({t * 1000:.1f} ms/step, AdamW)")
+    if gpu:
+        peak = paddle.device.cuda.max_memory_allocated() / 2**20
+        print(f"peak mem   {peak:.0f} MiB (GPU allocator)")
+    else:
+        print(f"peak mem   {_peak_rss_mib():.0f} MiB (process peak RSS)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

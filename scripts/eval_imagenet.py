@@ -1,0 +1,98 @@
+"""Evaluate a model's top-1/top-5 accuracy on ImageNet-val (or a set in the same layout).
+
+    python scripts/eval_imagenet.py --model cait_m_48_448 --weights M48_448.pth \
+        --data data/ILSVRC2012 --val-list data/ILSVRC2012/val_list.txt --batch-size 64
+    python scripts/eval_imagenet.py --model cait_xxs_24 --weights cait_xxs_24.pdparams --data imagenet/val
+
+Layouts: an image root plus a list of ``relative/path label`` lines (``--val-list``,
+or ``DATA/val_list.txt`` when present), or ``DATA[/val]/<wnid>/*.JPEG`` folders
+(labels are the sorted folder indices). Preprocessing is the model's registry
+entry (resize the shorter side to int(size / crop_pct), center crop, normalise)
+unless overridden by flags. Weights are a ``.pdparams`` file or an official
+``.pth``/``.safetensors`` checkpoint, converted on the fly. Prints top-1/top-5
+and images/s and writes them to ``--output`` as JSON.
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="registered model name or alias (scripts/list_models.py)")
+    p.add_argument("--weights", required=True, help=".pdparams, or official .pth/.pt/.safetensors checkpoint")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--val-list", default=None, help="file of 'relative/path label' lines, paths relative to --data")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=4, help="image-decoding processes (0: main process)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all cores)")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: GPU when available")
+    p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier size of the weights")
+    p.add_argument("--img-size", type=int, default=None, help="crop size (default: the model's)")
+    p.add_argument("--crop-pct", type=float, default=None, help="center-crop fraction (default: the model's)")
+    p.add_argument("--interpolation", default=None, help="resize interpolation: bicubic, bilinear, ...")
+    p.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"))
+    p.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"))
+    p.add_argument("--on-bad-image", choices=("fail", "skip"), default="fail",
+                   help="unreadable image: stop with an error, or skip it and count it")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--output", default=None, help="write the result as JSON to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import paddle
+
+    from paddle_vits import create_model, get_model_info
+    from paddle_vits.convert import CheckpointError, load_pretrained
+    from paddle_vits.data.imagenet import ImageNetDataError, ImageNetVal
+    from paddle_vits.data.transforms import EvalTransform, resolve_eval_config
+    from paddle_vits.eval import BatchLoader, evaluate
+    from paddle_vits.utils import set_num_threads
+
+    threads = set_num_threads(args.threads)
+    try:
+        info = get_model_info(args.model)
+        if not os.path.isfile(args.weights):
+            raise CheckpointError(f"weights file not found: {args.weights!r} "
+                                  "(a .pdparams from scripts/convert_weights.py or an official checkpoint)")
+        cfg = resolve_eval_config(info, args.img_size, args.crop_pct, args.interpolation, args.mean, args.std)
+        dataset = ImageNetVal(args.data, EvalTransform.from_config(cfg), val_list=args.val_list,
+                              on_bad_image=args.on_bad_image, limit=args.limit)
+        use_gpu = args.device == "gpu" or (args.device == "auto" and paddle.device.cuda.device_count() > 0)
+        if args.device == "gpu" and paddle.device.cuda.device_count() == 0:
+            raise ValueError("--device gpu: no CUDA device (install paddlepaddle-gpu), or use --device cpu")
+        paddle.set_device("gpu" if use_gpu else "cpu")
+        kwargs = {} if cfg["img_size"] == info.img_size else dict(img_size=cfg["img_size"])
+        model = create_model(info.name, num_classes=args.num_classes, **kwargs)
+        load_pretrained(model, args.weights, model_name=info.name, reinit_head=False)
+        print(f"{info.name}: {len(dataset)} images ({dataset.layout} layout) from {args.data}; "
+              f"device {'gpu' if use_gpu else 'cpu'}, {threads} threads; preprocessing {cfg}", flush=True)
+        if dataset.classes is not None and len(dataset.classes) != args.num_classes:
+            print(f"warning: {len(dataset.classes)} class folders for a {args.num_classes}-class model; labels are "
+                  "the sorted folder indices, which match ImageNet's only with all 1000 wnid folders", flush=True)
+        loader = BatchLoader(dataset, args.batch_size, args.workers)
+        result = evaluate(model, loader, num_classes=args.num_classes, progress=not args.no_progress, amp=args.amp)
+    except (CheckpointError, ImageNetDataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"top-1 {result.top1:.5f}  top-5 {result.top5:.5f}  ({result.n_images} images, "
+          f"{result.skipped} unreadable skipped, {result.images_per_sec:.1f} images/s)")
+    if args.output:
+        record = dict(model=info.name, weights=os.path.abspath(args.weights), data=os.path.abspath(args.data),
+                      layout=dataset.layout, device="gpu" if use_gpu else "cpu", threads=threads,
+                      batch_size=args.batch_size, preprocessing=cfg, **result.to_dict())
+        directory = os.path.dirname(os.path.abspath(args.output))
+        os.makedirs(directory, exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(record, f, indent=2)
+        print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

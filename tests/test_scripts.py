@@ -1,0 +1,144 @@
+"""Command-line tools run as subprocesses: ``convert_weights.py``, ``list_models.py``,
+``benchmark.py``. They run on a tiny model registered in the child process."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_vits import registry
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = "_test_scripts_tiny"
+
+
+class TinyNet(paddle.nn.Layer):
+    """Patch conv, a 2-D non-Linear parameter, a square Linear and a head."""
+
+    def __init__(self, num_classes=1000, img_size=8):
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_features = 4
+        self.patch = paddle.nn.Conv2D(3, 4, kernel_size=4, stride=4)
+        self.pos_embed = self.create_parameter([(img_size // 4) ** 2, 4])
+        self.fc = paddle.nn.Linear(4, 4)
+        self.head = paddle.nn.Linear(4, num_classes) if num_classes else paddle.nn.Identity()
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose([0, 2, 1]) + self.pos_embed  # [B, 4, h, w] -> [B, h*w, 4]
+        return self.head(self.fc(x).mean(axis=1))
+
+
+def register_tiny_model():
+    """Register :class:`TinyNet` (called in the child process by the runner)."""
+    if registry.is_model(TINY):
+        return
+
+    def _test_scripts_tiny(**kwargs):
+        return TinyNet(**kwargs)
+
+    registry.register_model(input_size=(3, 8, 8), crop_pct=0.9, top1=70.0, num_params=5232,
+                            aliases=("_test_scripts_tiny_alias",))(_test_scripts_tiny)
+
+
+def _official(num_classes=1000, seed=0):
+    rng = np.random.RandomState(seed)
+    f = lambda *s: rng.randn(*s).astype(np.float32)  # noqa: E731
+    return {"patch.weight": f(4, 3, 4, 4), "patch.bias": f(4), "pos_embed": f(4, 4), "fc.weight": f(4, 4),
+            "fc.bias": f(4), "head.weight": f(num_classes, 4), "head.bias": f(num_classes)}
+
+
+def _run(tmp_path, script, *args):
+    runner = tmp_path / f"run_{script}"
+    runner.write_text(
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})\n"
+        "from test_scripts import register_tiny_model\n"
+        "register_tiny_model()\n"
+        f"sys.argv = [{script!r}] + sys.argv[1:]\n"
+        f"runpy.run_path({os.path.join(ROOT, 'scripts', script)!r}, run_name='__main__')\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, str(runner), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from safetensors.numpy import save_file
+
+    d = tmp_path_factory.mktemp("ckpt")
+    save_file(_official(), str(d / "tiny.safetensors"))
+    save_file(_official(num_classes=10), str(d / "tiny_c10.safetensors"))
+    other = _official()
+    other["blocks.0.qkv.weight"] = np.zeros((12, 4), np.float32)
+    save_file(other, str(d / "other.safetensors"))
+    (d / "empty.pth").write_bytes(b"")
+    return d
+
+
+def test_convert_cli_writes_loadable_pdparams(tmp_path, checkpoints):
+    out = tmp_path / "w" / "tiny.pdparams"
+    proc = _run(tmp_path, "convert_weights.py", "--model", "_test_scripts_tiny_alias",
+                "--src", checkpoints / "tiny.safetensors", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "tensors      7" in proc.stdout and "num_classes  1000" in proc.stdout
+    sd = paddle.load(str(out))
+    ref = _official()
+    np.testing.assert_array_equal(sd["fc.weight"].numpy(), ref["fc.weight"].T)
+    np.testing.assert_array_equal(sd["pos_embed"].numpy(), ref["pos_embed"])
+    np.testing.assert_array_equal(sd["patch.weight"].numpy(), ref["patch.weight"])
+    assert not [f for f in os.listdir(out.parent) if ".tmp" in f]  # atomic write left no temporary file
+
+
+def test_convert_cli_head_size(tmp_path, checkpoints):
+    out = tmp_path / "c10.pdparams"
+    proc = _run(tmp_path, "convert_weights.py", "--model", TINY, "--src", checkpoints / "tiny_c10.safetensors",
+                "--out", out)  # the head size is read from the checkpoint
+    assert proc.returncode == 0, proc.stderr
+    assert "num_classes  10" in proc.stdout and paddle.load(str(out))["head.bias"].shape == [10]
+    proc = _run(tmp_path, "convert_weights.py", "--model", TINY, "--src", checkpoints / "tiny.safetensors",
+                "--out", tmp_path / "c3.pdparams", "--num-classes", 3)
+    assert proc.returncode == 0, proc.stderr
+    assert "re-initialised (head of another size): head.bias, head.weight" in proc.stdout
+
+
+@pytest.mark.parametrize("src, message", [
+    ("other.safetensors", "checkpoint does not fit _test_scripts_tiny"),
+    ("empty.pth", "is empty"),
+    ("missing.pth", "checkpoint not found"),
+])
+def test_convert_cli_errors_are_one_line(tmp_path, checkpoints, src, message):
+    out = tmp_path / "x.pdparams"
+    proc = _run(tmp_path, "convert_weights.py", "--model", TINY, "--src", checkpoints / src, "--out", out)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:") and not out.exists()
+
+
+def test_list_models_cli(tmp_path):
+    proc = _run(tmp_path, "list_models.py", "_test_scripts_*")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["name", "aliases", "params"]
+    assert lines[1].split() == [TINY, "_test_scripts_tiny_alias", "0.01M", "8x8", "0.9", "bicubic", "70.0"]
+    proc = _run(tmp_path, "list_models.py", "--markdown")
+    assert proc.returncode == 0 and proc.stdout.startswith("| name |")
+    assert len(proc.stdout.strip().splitlines()) == 2 + len(registry.list_models()) + 1  # + the tiny model
+    proc = _run(tmp_path, "list_models.py", "no_such_*")
+    assert proc.returncode == 1 and "no model matches" in proc.stderr
+
+
+def test_benchmark_cli_prints_figures(tmp_path):
+    proc = _run(tmp_path, "benchmark.py", "--model", TINY, "--batch-size", 2, "--steps", 1, "--warmup", 0,
+                "--threads", 1, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    # MACs by hand: conv (4 channels x 2x2) x (3x4x4) + fc 4 tokens x 4x4 + head 4x1000.
+    assert f"({16 * 48 + 64 + 4000:,} MACs per image" in proc.stdout
+    # Params: conv 4x3x4x4 + 4, pos_embed 4x4, fc 4x4 + 4, head 4x1000 + 1000.
+    for key in ("params     5,232", "inference", "training", "peak mem"):
+        assert key in proc.stdout
+    proc = _run(tmp_path, "benchmark.py", "--model", "no_such_model")
+    assert proc.returncode == 2 and "Unknown model" in proc.stderr
