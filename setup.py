@@ -21,15 +21,13 @@ with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
 # the GPU build (`paddlepaddle-gpu`) are different distributions that must not
 # be installed together. CPU users take the `cpu` extra; GPU users install
 # paddlepaddle-gpu first (see README) and skip it.
+EXPLAIN = ["lime>=0.2.0.1", "scikit-image>=0.22"]  # LIME explanations; skimage's sample images in notebooks
+EXPORT = ["paddle2onnx>=2.0", "onnxruntime>=1.16"]  # ONNX export and its check
 EXTRAS = {
     "cpu": ["paddlepaddle>=3.2,<3.4"],
-    "test": [
-        "pytest>=7",
-        "nbclient>=0.9",
-        "nbformat>=5.9",
-        "ipykernel>=6.20",
-        "scikit-image>=0.22",
-    ],
+    "explain": EXPLAIN,
+    "export": EXPORT,
+    "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.20"] + EXPLAIN + EXPORT,
 }
 
 setup(
@@ -43,7 +41,6 @@ setup(
     install_requires=[
         "numpy>=1.23",
         "PyWavelets>=1.4",
-        "einops>=0.6",
         "matplotlib>=3.6",
         "pillow>=9",
         "tqdm>=4.60",

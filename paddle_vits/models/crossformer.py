@@ -35,7 +35,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, Mlp, ones_, trunc_normal_, zeros_
+from ..layers import DropPath, Mlp, init_weights_vit
 from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
 
 __all__ = ["CrossFormer", "checkpoint_filter_fn"]
@@ -45,14 +45,8 @@ _NEG_INF = -1.0e6  # additive mask for padded keys (the official backbone's NEG_
 
 def _init_weights(m):
     """Official initialisation (trunc-normal Linear, unit LayerNorm); Conv2D as PyTorch's default."""
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        zeros_(m.bias)
-        ones_(m.weight)
-    elif isinstance(m, nn.Conv2D):
+    init_weights_vit(m)
+    if isinstance(m, nn.Conv2D):
         # PyTorch's kaiming_uniform_(a=sqrt(5)) and bias rule: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
         fan_in = int(np.prod(m.weight.shape[1:]))
         bound = 1.0 / math.sqrt(fan_in)

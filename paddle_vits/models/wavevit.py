@@ -32,7 +32,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, Mlp, trunc_normal_, zeros_, ones_
+from ..layers import DropPath, Mlp, init_weights_vit, zeros_
 from ..layers.wavelets import DWT2D, IDWT2D, interleave_permutation
 from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
 
@@ -41,14 +41,8 @@ __all__ = ["WaveViT", "checkpoint_filter_fn"]
 
 def _init_weights(m):
     """Official initialisation: trunc-normal Linear, He-normal (fan-out) Conv2D, unit LayerNorm."""
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        zeros_(m.bias)
-        ones_(m.weight)
-    elif isinstance(m, nn.Conv2D):
+    init_weights_vit(m)
+    if isinstance(m, nn.Conv2D):
         k = m._kernel_size
         fan_out = k[0] * k[1] * m._out_channels // m._groups
         m.weight.set_value(paddle.normal(0.0, float(np.sqrt(2.0 / fan_out)), m.weight.shape))
