@@ -21,3 +21,11 @@ def _seed():
 @pytest.fixture
 def fixtures_dir():
     return os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.fixture(scope="session")
+def cifar_tar(tmp_path_factory):
+    """A synthetic ``cifar-10-python.tar.gz`` (200 train, 100 test images, class-coloured)."""
+    from _cifar_synth import write_cifar_tar
+
+    return write_cifar_tar(str(tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz"))

@@ -1,0 +1,181 @@
+"""CIFAR-10 from the standard ``cifar-10-python.tar.gz`` (read directly, no extraction).
+
+The archive holds ``cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``:
+pickled dicts with ``b'data'`` (uint8 ``[N, 3072]``, channel-planar RGB 32x32) and
+``b'labels'``. When the file is absent, Paddle's own downloader fetches it into
+``~/.cache/paddle/dataset/cifar``; offline, that fails at once with a message saying
+where to put the file.
+"""
+import os
+import pickle
+import random
+import socket
+import tarfile
+import zlib
+
+import numpy as np
+import paddle
+
+CIFAR10_URL = "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz"
+CIFAR10_OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DEFAULT_PATH = os.path.join("data", "cifar-10-python.tar.gz")
+_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+class CifarError(ValueError):
+    """A missing, unreadable or corrupt CIFAR-10 archive."""
+
+
+def _read_batch(tar, member, path):
+    try:
+        with tar.extractfile(member) as f:
+            batch = pickle.load(f, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, EOFError, zlib.error, tarfile.TarError, pickle.UnpicklingError, KeyError, ValueError) as e:
+        raise CifarError(f"{path}: batch {member.name} is corrupt ({type(e).__name__}: {e}). Delete the file and "
+                         f"download it again from {CIFAR10_OFFICIAL_URL}") from e
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise CifarError(f"{path}: batch {member.name} has data {data.shape} and {len(labels)} labels; "
+                         "expected [N, 3072] uint8 and N labels (is this the python version of CIFAR-10?)")
+    # [N, 3072] -> [N, 3, 32, 32] -> [N, 32, 32, 3]
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def read_cifar10(path):
+    """Read ``cifar-10-python.tar.gz``.
+
+    Returns:
+        dict with ``train``/``test`` -> ``(images uint8 [N, 32, 32, 3], labels int64 [N])``
+        and ``classes`` (tuple of 10 names).
+
+    Raises:
+        CifarError: the file is missing, not a tar.gz, truncated or lacks a batch.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CifarError(f"CIFAR-10 archive not found: {path}")
+    try:
+        tar = tarfile.open(path, "r:gz")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise CifarError(f"{path} is not a readable tar.gz ({type(e).__name__}: {e}). Delete it and download "
+                         f"cifar-10-python.tar.gz again from {CIFAR10_OFFICIAL_URL}") from e
+    with tar:
+        try:
+            members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise CifarError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). Delete it and download "
+                             f"cifar-10-python.tar.gz again from {CIFAR10_OFFICIAL_URL}") from e
+        missing = [n for n in _TRAIN_BATCHES + ("test_batch",) if n not in members]
+        if missing:
+            raise CifarError(f"{path} lacks {', '.join(missing)}: not the python version of CIFAR-10 "
+                             f"(expected cifar-10-python.tar.gz from {CIFAR10_OFFICIAL_URL})")
+        parts = [_read_batch(tar, members[n], path) for n in _TRAIN_BATCHES]
+        train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        test = _read_batch(tar, members["test_batch"], path)
+        classes = CIFAR10_CLASSES
+        if "batches.meta" in members:
+            try:
+                with tar.extractfile(members["batches.meta"]) as f:
+                    meta = pickle.load(f, encoding="bytes")
+                classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"])
+            except (OSError, EOFError, zlib.error, pickle.UnpicklingError, KeyError) as e:
+                raise CifarError(f"{path}: batches.meta is corrupt ({e}); download the archive again") from e
+    for name, (_, y) in (("train", train), ("test", test)):
+        if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+            raise CifarError(f"{path}: {name} labels outside 0..{len(classes) - 1}")
+    return {"train": train, "test": test, "classes": classes}
+
+
+def _online(host="dataset.bj.bcebos.com", port=443, timeout=5.0):
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def find_or_download_cifar10(path=None, download=True):
+    """Path of ``cifar-10-python.tar.gz``: ``path`` if it exists, else Paddle's cache/download.
+
+    Raises:
+        CifarError: absent and cannot be downloaded (offline or ``download=False``).
+    """
+    path = os.fspath(path or DEFAULT_PATH)
+    if os.path.isfile(path):
+        return path
+    cache = os.path.join(os.path.expanduser("~"), ".cache", "paddle", "dataset", "cifar", "cifar-10-python.tar.gz")
+    if os.path.isfile(cache):
+        return cache
+    where = (f"Download cifar-10-python.tar.gz ({CIFAR10_OFFICIAL_URL}) and put it at {os.path.abspath(path)} "
+             "(or pass --data PATH).")
+    if not download:
+        raise CifarError(f"CIFAR-10 not found at {path}. {where}")
+    if not _online():
+        raise CifarError(f"CIFAR-10 not found at {path} and this machine is offline, so Paddle cannot download "
+                         f"it. {where}")
+    ds = paddle.vision.datasets.Cifar10(mode="test", download=True)
+    return ds.data_file
+
+
+def _sample_seed(seed, epoch, index):
+    return (int(seed) * 1_000_003 + int(epoch) * 100_003 + int(index)) % (2 ** 32)
+
+
+class CIFAR10(paddle.io.Dataset):
+    """CIFAR-10 split held in memory; augmentation randomness is a function of (seed, epoch, index).
+
+    Each sample seeds Python's and numpy's RNGs from ``(seed, epoch, index)``
+    before its transform runs (restoring them afterwards), so augmentation does
+    not depend on worker count or process and a resumed run sees exactly the
+    images an uninterrupted one would. Call :meth:`set_epoch` each epoch.
+
+    Args:
+        images: uint8 ``[N, 32, 32, 3]``.
+        labels: int ``[N]``.
+        transform: Callable on a PIL image returning a numpy array (see
+            :mod:`paddle_vits.data.train_transforms`); ``None`` returns HWC uint8.
+        seed: Base seed of the augmentation.
+        classes: Class names.
+    """
+
+    def __init__(self, images, labels, transform=None, seed=0, classes=CIFAR10_CLASSES):
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self.classes = tuple(classes)
+
+    @classmethod
+    def from_archive(cls, path, split="train", transform=None, seed=0):
+        """The ``"train"`` or ``"test"`` split of ``cifar-10-python.tar.gz`` at ``path``."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        data = read_cifar10(path)
+        images, labels = data[split]
+        return cls(images, labels, transform, seed, data["classes"])
+
+    def set_epoch(self, epoch):
+        """Draw the augmentation of epoch ``epoch`` from now on."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        img = self.images[index]
+        if self.transform is not None:
+            from PIL import Image
+
+            py_state, np_state = random.getstate(), np.random.get_state()
+            s = _sample_seed(self.seed, self.epoch, index)
+            random.seed(s)
+            np.random.seed(s)
+            try:
+                img = self.transform(Image.fromarray(img))
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+        return img, self.labels[index]

@@ -1,0 +1,311 @@
+"""CIFAR-10 training on the synthetic archive: learning, outputs, resume, atomic checkpoints, bad input."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_vits import registry
+from paddle_vits.convert.pos_embed import resize_pos_embed, resize_pos_embeds
+from paddle_vits.data.cifar import CifarError
+from paddle_vits.train import (EpochBatchSampler, TrainConfig, TrainingError, load_checkpoint, load_for_finetune,
+                               save_checkpoint, train)
+from paddle_vits.train.engine import recipe_for
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Small members of three families at 32 px (seconds per run on 2 cores).
+TINY = {
+    "cait_xxs_24": dict(depth=2),
+    "crossformer_t": dict(depths=[1, 1, 1, 1], embed_dim=32, num_heads=[1, 2, 4, 8]),
+    "wavevit_s": dict(depths=[1, 1, 1, 1], embed_dims=[32, 64, 64, 64], num_heads=[1, 2, 2, 2], stem_hidden_dim=16),
+}
+
+
+def _cfg(cifar_tar, out, model="cait_xxs_24", **kw):
+    args = dict(model=model, model_kwargs=TINY[model], data=cifar_tar, output=str(out), img_size=32,
+                batch_size=20, epochs=1, lr=1e-3, workers=0, progress=False, visualdl=False)
+    args.update(kw)
+    return TrainConfig(**args)
+
+
+def _params(path):
+    return {k: np.asarray(v) for k, v in paddle.load(str(path)).items()}
+
+
+def _assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize("model", sorted(TINY))
+def test_a_few_steps_learn_the_synthetic_task(cifar_tar, tmp_path, model):
+    res = train(_cfg(cifar_tar, tmp_path, model, epochs=2))
+    log = json.load(open(tmp_path / "log.json"))
+    losses = [s["loss"] for s in log["steps"]]
+    assert len(losses) == res["step"] == 20  # 200 images / batch 20 x 2 epochs
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3
+    assert res["final"]["val_acc"] >= 0.3  # chance is 0.1
+    assert [e["epoch"] for e in log["epochs"]] == [0, 1]
+
+
+def test_outputs_of_a_run(cifar_tar, tmp_path):
+    res = train(_cfg(cifar_tar, tmp_path, epochs=2))
+    for name in ("best.pdparams", "best.pdopt", "final.pdparams", "final.pdopt", "checkpoint.pdckpt", "log.json",
+                 "steps.csv", "epochs.csv", "curves.png", "predictions.png", "config.json"):
+        assert (tmp_path / name).is_file(), name
+    assert not [n for n in os.listdir(tmp_path) if "tmp" in n]
+    log = json.load(open(tmp_path / "log.json"))
+    assert log["best_val_acc"] == max(e["val_acc"] for e in log["epochs"]) == res["best_val_acc"]
+    assert log["final"]["val_img_per_s"] > 0 and log["final"]["step"] == 20
+    assert open(tmp_path / "steps.csv").readline().strip() == "step,epoch,loss,lr"
+    header = open(tmp_path / "epochs.csv").readline().strip().split(",")
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_img_per_s"} <= set(header)
+    # The saved final weights reproduce the logged validation accuracy.
+    model = registry.create_model("cait_xxs_24", num_classes=10, img_size=32, **TINY["cait_xxs_24"])
+    model.set_state_dict(paddle.load(str(tmp_path / "final.pdparams")))
+    assert _eval_acc(model, cifar_tar) == pytest.approx(log["final"]["val_acc"])
+
+
+def _eval_acc(model, cifar_tar):
+    from paddle_vits.data.cifar import CIFAR10, read_cifar10
+    from paddle_vits.data.train_transforms import eval_transform
+
+    x, y = read_cifar10(cifar_tar)["test"]
+    ds = CIFAR10(x, y, transform=eval_transform(32))
+    images = np.stack([ds[i][0] for i in range(len(ds))])
+    model.eval()
+    with paddle.no_grad():
+        pred = model(paddle.to_tensor(images)).argmax(-1).numpy()
+    return float((pred == y).mean())
+
+
+def test_resume_gives_the_uninterrupted_result(cifar_tar, tmp_path):
+    # Mixup/CutMix and drop-path draw random numbers every step: resume must replay them.
+    opts = dict(epochs=2, mixup=0.8, cutmix=1.0, drop_path=0.1)
+    full = train(_cfg(cifar_tar, tmp_path / "full", **opts))
+    first = train(_cfg(cifar_tar, tmp_path / "parts", max_steps=7, **opts))  # stops mid-epoch 0
+    assert first["step"] == 7 and load_checkpoint(tmp_path / "parts")["step"] == 7
+    train(TrainConfig(resume=str(tmp_path / "parts"), max_steps=13, workers=2, progress=False))
+    rest = train(TrainConfig(resume=str(tmp_path / "parts"), progress=False))
+    assert rest["step"] == full["step"] == 20
+    _assert_same_params(_params(tmp_path / "parts" / "final.pdparams"), _params(tmp_path / "full" / "final.pdparams"))
+    a = json.load(open(tmp_path / "full" / "log.json"))
+    b = json.load(open(tmp_path / "parts" / "log.json"))
+    assert [s["loss"] for s in a["steps"]] == [s["loss"] for s in b["steps"]]
+    assert [e["val_acc"] for e in a["epochs"]] == [e["val_acc"] for e in b["epochs"]]
+    opt_a = paddle.load(str(tmp_path / "full" / "final.pdopt"))
+    opt_b = paddle.load(str(tmp_path / "parts" / "final.pdopt"))
+    assert opt_a["LR_Scheduler"] == opt_b["LR_Scheduler"]
+
+
+def test_resume_of_a_finished_run_changes_nothing(cifar_tar, tmp_path):
+    train(_cfg(cifar_tar, tmp_path))
+    before = _params(tmp_path / "final.pdparams")
+    res = train(TrainConfig(resume=str(tmp_path), progress=False))
+    assert res["step"] == 10
+    _assert_same_params(before, _params(tmp_path / "final.pdparams"))
+
+
+def test_a_crash_while_saving_keeps_the_last_checkpoint(cifar_tar, tmp_path, monkeypatch):
+    train(_cfg(cifar_tar, tmp_path, epochs=2, max_steps=10))  # checkpoint at the end of epoch 0
+    ckpt_path = tmp_path / "checkpoint.pdckpt"
+    good = ckpt_path.read_bytes()
+    real_save = paddle.save
+
+    def crash_midway(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        with open(path, "r+b") as f:  # half written, then the process "dies"
+            f.truncate(os.path.getsize(path) // 2)
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(paddle, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(resume=str(tmp_path), progress=False))
+    monkeypatch.setattr(paddle, "save", real_save)
+    assert ckpt_path.read_bytes() == good
+    assert not [n for n in os.listdir(tmp_path) if ".tmp" in n]
+    assert load_checkpoint(tmp_path)["step"] == 10
+    assert train(TrainConfig(resume=str(tmp_path), progress=False))["step"] == 20
+
+
+def test_save_checkpoint_is_atomic(tmp_path, monkeypatch):
+    layer = paddle.nn.Linear(2, 2)
+    opt = paddle.optimizer.Adam(parameters=layer.parameters())
+    sched = paddle.optimizer.lr.LambdaDecay(1.0, lambda s: 1.0)
+    path = tmp_path / "c.pdckpt"
+    save_checkpoint(str(path), layer, opt, sched, step=1)
+    good = path.read_bytes()
+
+    def fails(obj, target, *args, **kwargs):
+        open(target, "wb").write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(paddle, "save", fails)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(str(path), layer, opt, sched, step=2)
+    assert path.read_bytes() == good and os.listdir(tmp_path) == ["c.pdckpt"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_tar, tmp_path):
+    # lr 1e30: the first step is finite, then the weights overflow and the loss becomes NaN.
+    with pytest.raises(TrainingError) as e:
+        train(_cfg(cifar_tar, tmp_path, lr=1e30, save_every=1, opt="adam"))
+    msg = str(e.value)
+    found = re.search(r"loss is (nan|inf|-inf) at step (\d+) \(epoch 1\); stopped", msg)
+    assert found, msg
+    assert str(tmp_path / "checkpoint.pdckpt") in msg and "--lr" in msg
+    bad_step = int(found.group(2))
+    assert bad_step >= 2  # here: step 2
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["step"] == bad_step - 1
+    log = json.load(open(tmp_path / "log.json"))
+    assert [s["step"] for s in log["steps"]] == list(range(1, bad_step))
+    assert all(np.isfinite(np.asarray(v)).all() for v in ckpt["model"].values())
+
+
+def test_amp_on_cpu_says_it_is_ignored(cifar_tar, tmp_path, capsys):
+    train(_cfg(cifar_tar, tmp_path, amp="bfloat16", max_steps=1))
+    assert "--amp bfloat16 ignored" in capsys.readouterr().out
+
+
+def test_unknown_model(cifar_tar, tmp_path):
+    with pytest.raises(TrainingError, match=r"unknown model 'cait_xxs24x'.*Did you mean .*cait_xxs24"):
+        train(TrainConfig(model="cait_xxs24x", data=cifar_tar, output=str(tmp_path)))
+
+
+@pytest.mark.parametrize("model,size,hint", [("cait_xxs_24", 30, "multiple of 16"),
+                                             ("crossvit_9_dagger_224", 32, "img_size such as")])
+def test_image_size_the_model_cannot_take(cifar_tar, tmp_path, model, size, hint):
+    cfg = TrainConfig(model=model, data=cifar_tar, output=str(tmp_path), img_size=size, progress=False)
+    with pytest.raises(TrainingError, match=f"--img-size {size} does not fit {model}.*{hint}"):
+        train(cfg)
+
+
+def test_corrupt_archive(tmp_path):
+    bad = tmp_path / "cifar-10-python.tar.gz"
+    bad.write_bytes(b"\x1f\x8b" + os.urandom(2000))
+    with pytest.raises(CifarError, match="cifar-10-python.tar.gz.*download"):
+        train(_cfg(str(bad), tmp_path / "out"))
+
+
+def test_unwritable_output_dir(cifar_tar, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(TrainingError, match="cannot write to output dir.*writable --output"):
+        train(_cfg(cifar_tar, blocker / "run"))
+
+
+def test_resume_from_a_dir_without_checkpoint(tmp_path):
+    with pytest.raises(TrainingError, match="no training checkpoint at .*--resume takes the output dir"):
+        train(TrainConfig(resume=str(tmp_path)))
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(batch_size=300), "cannot fill one batch"),
+                                    (dict(mixup=0.8, batch_size=15), "even --batch-size"),
+                                    (dict(amp="float8"), "--amp takes"),
+                                    (dict(model_kwargs=dict(no_such_arg=1)), "does not take the model arguments")])
+def test_bad_options(cifar_tar, tmp_path, kw, msg):
+    with pytest.raises(TrainingError, match=msg):
+        train(_cfg(cifar_tar, tmp_path, **kw))
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path):
+    bad = tmp_path / "cifar-10-python.tar.gz"
+    bad.write_bytes(b"not a tar")
+    r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "train.py"), "--model", "cait_xxs_24",
+                        "--data", str(bad), "--output", str(tmp_path / "out"), "--img-size", "32"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "error:" in r.stderr and "not a readable tar.gz" in r.stderr and "Traceback" not in r.stderr
+
+
+def _pretrained_file(tmp_path, img_size):
+    """A 1000-class checkpoint of the tiny CaiT at ``img_size`` (stands in for converted ImageNet weights)."""
+    paddle.seed(1)
+    src = registry.create_model("cait_xxs_24", num_classes=1000, img_size=img_size, **TINY["cait_xxs_24"])
+    path = tmp_path / f"imagenet_{img_size}.pdparams"
+    paddle.save(src.state_dict(), str(path))
+    return path, {k: v.numpy() for k, v in src.state_dict().items()}
+
+
+def test_finetune_reinitialises_the_head_and_resizes_pos_embed(tmp_path):
+    path, src = _pretrained_file(tmp_path, 64)  # 4x4 patch grid
+    model = registry.create_model("cait_xxs_24", num_classes=10, img_size=32, **TINY["cait_xxs_24"])  # 2x2
+    head_before = model.head.weight.numpy().copy()
+    assert sorted(load_for_finetune(model, path, "cait_xxs_24")) == ["head.bias", "head.weight"]
+    got = {k: v.numpy() for k, v in model.state_dict().items()}
+    np.testing.assert_array_equal(got["head.weight"], head_before)
+    assert got["head.weight"].shape == (192, 10)
+    assert got["pos_embed"].shape == (1, 4, 192)
+    np.testing.assert_allclose(got["pos_embed"], resize_pos_embed(src["pos_embed"], (2, 2)), rtol=1e-6)
+    for k in got:
+        if k not in ("head.weight", "head.bias", "pos_embed"):
+            np.testing.assert_array_equal(got[k], src[k], err_msg=k)
+
+
+def test_finetune_through_train(cifar_tar, tmp_path, capsys):
+    path, _ = _pretrained_file(tmp_path, 64)
+    res = train(_cfg(cifar_tar, tmp_path / "run", pretrained=str(path), max_steps=2))
+    assert "re-initialised head.bias, head.weight" in capsys.readouterr().out
+    assert res["model"].pos_embed.shape == [1, 4, 192]
+
+
+def test_finetune_from_a_checkpoint_of_another_model(cifar_tar, tmp_path):
+    other = registry.create_model("crossformer_t", num_classes=1000, img_size=32, **TINY["crossformer_t"])
+    path = tmp_path / "other.pdparams"
+    paddle.save(other.state_dict(), str(path))
+    with pytest.raises(TrainingError, match="--pretrained .*does not fit"):
+        train(_cfg(cifar_tar, tmp_path / "run", pretrained=str(path)))
+
+
+def test_pos_embed_resize_constant_and_prefix():
+    # A constant grid stays constant; CrossViT's class-token row is kept as is.
+    pe = np.concatenate([np.full((1, 1, 8), 7.0), np.full((1, 16, 8), 0.5)], axis=1).astype(np.float32)
+    out = resize_pos_embed(pe, (6, 6), num_prefix_tokens=1)
+    assert out.shape == (1, 37, 8)
+    np.testing.assert_allclose(out[:, 0], 7.0)
+    np.testing.assert_allclose(out[:, 1:], 0.5, rtol=1e-5)
+    model = registry.create_model("crossvit_9_dagger_224", num_classes=10, img_size=120)
+    sd = {k: v.numpy() for k, v in model.state_dict().items()}
+    small = {"pos_embed.0": sd["pos_embed.0"][:, :1 + 49], "pos_embed.1": sd["pos_embed.1"][:, :1 + 16]}
+    resized = resize_pos_embeds(small, model)
+    assert resized["pos_embed.0"].shape == sd["pos_embed.0"].shape
+    assert resized["pos_embed.1"].shape == sd["pos_embed.1"].shape
+    np.testing.assert_array_equal(resized["pos_embed.0"][:, 0], small["pos_embed.0"][:, 0])
+
+
+@pytest.mark.torch
+def test_pos_embed_resize_matches_timm():
+    torch = pytest.importorskip("torch")
+    timm_pos = pytest.importorskip("timm.layers")
+    pe = np.random.default_rng(0).normal(size=(1, 1 + 9, 16)).astype(np.float32)
+    ref = timm_pos.resample_abs_pos_embed(torch.from_numpy(pe), (5, 5), num_prefix_tokens=1,
+                                          interpolation="bicubic", antialias=False).numpy()
+    np.testing.assert_allclose(resize_pos_embed(pe, (5, 5), num_prefix_tokens=1), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_epoch_batch_sampler_shards_and_skips():
+    ranks = [EpochBatchSampler(50, 4, seed=3, rank=r, world_size=2) for r in range(2)]
+    for s in ranks:
+        s.set_epoch(1)
+    batches = [list(s) for s in ranks]
+    assert len(batches[0]) == len(batches[1]) == 6  # 50 // (4 * 2)
+    seen = [i for b in batches for batch in b for i in batch]
+    assert len(seen) == len(set(seen)) == 48
+    ranks[0].set_epoch(1, start_batch=4)
+    assert list(ranks[0]) == batches[0][4:]
+    ranks[0].set_epoch(2)
+    assert list(ranks[0]) != batches[0]
+
+
+def test_recipes_follow_the_notebooks():
+    assert recipe_for("crossvit_9_dagger_224") == dict(batch_size=256, lr=3e-4, epochs=100, img_size=240)
+    assert recipe_for("wavevit_s") == dict(batch_size=128, lr=1e-4, epochs=50, img_size=224)
+    defaults = TrainConfig()
+    assert (defaults.opt, defaults.weight_decay, defaults.smoothing, defaults.seed) == ("adam", 1e-5, 0.1, 42)
