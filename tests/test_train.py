@@ -112,6 +112,15 @@ def test_resume_of_a_finished_run_changes_nothing(cifar_tar, tmp_path):
     _assert_same_params(before, _params(tmp_path / "final.pdparams"))
 
 
+def test_resume_says_which_options_it_ignores(cifar_tar, tmp_path, capsys):
+    train(_cfg(cifar_tar, tmp_path))
+    capsys.readouterr()
+    res = train(TrainConfig(resume=str(tmp_path), lr=0.5, epochs=3, progress=False))
+    out = capsys.readouterr().out
+    assert "ignored: " in out and "--lr 0.5 (kept: 0.001)" in out and "--epochs 3 (kept: 1)" in out
+    assert res["step"] == 10  # the saved run's single epoch, not 3
+
+
 def test_a_crash_while_saving_keeps_the_last_checkpoint(cifar_tar, tmp_path, monkeypatch):
     train(_cfg(cifar_tar, tmp_path, epochs=2, max_steps=10))  # checkpoint at the end of epoch 0
     ckpt_path = tmp_path / "checkpoint.pdckpt"

@@ -414,6 +414,21 @@ def _load_data(cfg):
     return read_cifar10(find_or_download_cifar10(cfg.data))
 
 
+# Options a resumed run may change; every other option is the saved run's.
+_RESUME_OVERRIDES = {"output", "resume", "max_steps", "workers", "threads", "progress", "save_every", "data"}
+
+
+def _warn_ignored_on_resume(cfg, saved):
+    """Say which options given with ``--resume`` are ignored (the run keeps its saved ones)."""
+    default = TrainConfig()
+    ignored = [f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)} (kept: {getattr(saved, f.name)})"
+               for f in dataclasses.fields(TrainConfig)
+               if f.name not in _RESUME_OVERRIDES and getattr(cfg, f.name) != getattr(default, f.name)
+               and getattr(cfg, f.name) != getattr(saved, f.name)]
+    if ignored and dist.get_rank() == 0:
+        print("--resume continues the saved run with its own options; ignored: " + ", ".join(ignored), flush=True)
+
+
 def train(cfg, data=None):
     """Train (or resume) on CIFAR-10 as configured by ``cfg`` (:class:`TrainConfig`).
 
@@ -438,6 +453,7 @@ def train(cfg, data=None):
         except (OSError, ValueError) as e:
             raise TrainingError(f"--resume {cfg.resume}: {e}") from e
         saved = TrainConfig(**ckpt["config"])
+        _warn_ignored_on_resume(cfg, saved)
         cfg = dataclasses.replace(saved, output=os.fspath(cfg.resume), resume=cfg.resume,
                                   max_steps=cfg.max_steps, workers=cfg.workers, threads=cfg.threads,
                                   progress=cfg.progress, save_every=cfg.save_every, data=cfg.data or saved.data)
