@@ -40,7 +40,7 @@ def _read_batch(tar, member, path):
         raise CifarError(f"{path}: batch {member.name} has data {data.shape} and {len(labels)} labels; "
                          "expected [N, 3072] uint8 and N labels (is this the python version of CIFAR-10?)")
     # [N, 3072] -> [N, 3, 32, 32] -> [N, 32, 32, 3]
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels  # [N, 3072] -> [N, 3, 32, 32] -> [N, 32, 32, 3]
 
 
 def read_cifar10(path):

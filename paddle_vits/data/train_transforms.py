@@ -15,8 +15,8 @@ class ToCHWArray:
     """PIL image / HWC uint8 -> normalised ``float32 [C, H, W]`` numpy array."""
 
     def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1], broadcast over CHW
+        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1]
 
     def __call__(self, img):
         x = np.asarray(img, dtype=np.float32) / 255.0

@@ -86,8 +86,8 @@ class EvalTransform:
         self.resize = cfg["resize"]
         self.crop_pct = cfg["crop_pct"]
         self.interpolation = cfg["interpolation"]
-        self.mean = np.asarray(cfg["mean"], dtype=np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(cfg["std"], dtype=np.float32).reshape(3, 1, 1)
+        self.mean = np.asarray(cfg["mean"], dtype=np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1], broadcast over CHW
+        self.std = np.asarray(cfg["std"], dtype=np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1]
 
     @classmethod
     def from_config(cls, cfg):

@@ -78,7 +78,7 @@ def accuracy_counts(logits, labels, topk=(1, 5)):
         list of ints, one per ``k``.
     """
     logits = np.asarray(logits)
-    labels = np.asarray(labels).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)  # [B] or [B, 1] -> [B]
     kmax = min(max(topk), logits.shape[1])
     # Stable descending order: ties go to the lower class index.
     order = np.argsort(-logits, axis=1, kind="stable")[:, :kmax]

@@ -314,7 +314,7 @@ class _Run:
         self.optimizer.clear_grad()
         lr = self.optimizer.get_lr()
         self.scheduler.step()
-        correct = int((logits.argmax(-1) == labels.reshape([-1])).astype("int64").sum())
+        correct = int((logits.argmax(-1) == labels.reshape([-1])).astype("int64").sum())  # labels [B, 1] -> [B]
         n = int(labels.shape[0])
         self.sums = [self.sums[0] + loss_value * n, self.sums[1] + correct, self.sums[2] + n]
         self.step += 1
@@ -341,7 +341,7 @@ class _Run:
                 logits = self.model(images)
             target = paddle.to_tensor(one_hot(labels.numpy(), len(self.classes), self.cfg.smoothing))
             loss = float(soft_target_cross_entropy(logits, target))
-            correct += int((logits.argmax(-1) == labels.reshape([-1])).astype("int64").sum())
+            correct += int((logits.argmax(-1) == labels.reshape([-1])).astype("int64").sum())  # [B, 1] -> [B]
             model_time += time.perf_counter() - t0
             loss_sum += loss * labels.shape[0]
             count += labels.shape[0]

@@ -19,5 +19,6 @@ def label_smoothing_cross_entropy(logits, labels, smoothing=0.1):
     Equal to ``(1 - s) * NLL + s * mean_k(-log p_k)``.
     """
     num_classes = logits.shape[-1]
-    target = F.one_hot(labels.astype("int64").reshape([-1]), num_classes) * (1.0 - smoothing) + smoothing / num_classes
+    labels = labels.astype("int64").reshape([-1])  # [B] or [B, 1] -> [B]
+    target = F.one_hot(labels, num_classes) * (1.0 - smoothing) + smoothing / num_classes
     return soft_target_cross_entropy(logits, target)
