@@ -57,8 +57,9 @@ def test_a_few_steps_learn_the_synthetic_task(cifar_tar, tmp_path, model):
 def test_outputs_of_a_run(cifar_tar, tmp_path):
     res = train(_cfg(cifar_tar, tmp_path, epochs=2))
     for name in ("best.pdparams", "best.pdopt", "final.pdparams", "final.pdopt", "checkpoint.pdckpt", "log.json",
-                 "steps.csv", "epochs.csv", "curves.png", "predictions.png", "config.json"):
+                 "steps.csv", "epochs.csv", "curves.png", "predictions.png", "config.json", "classes.txt"):
         assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "classes.txt").read_text().split("\n")[:2] == ["airplane", "automobile"]
     assert not [n for n in os.listdir(tmp_path) if "tmp" in n]
     log = json.load(open(tmp_path / "log.json"))
     assert log["best_val_acc"] == max(e["val_acc"] for e in log["epochs"]) == res["best_val_acc"]

@@ -470,6 +470,7 @@ def train(cfg, data=None):
         run.say(f"resumed {cfg.output} at step {run.step}/{run.total_steps}")
     if run.main:
         atomic_text(run.path("config.json"), json.dumps(dataclasses.asdict(cfg), indent=1))
+        atomic_text(run.path("classes.txt"), "".join(f"{c}\n" for c in run.classes))  # for explain.py --labels
     last_step = min(run.total_steps, cfg.max_steps or run.total_steps)
     from tqdm import tqdm
 
