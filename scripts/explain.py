@@ -41,8 +41,7 @@ def main():
             raise SystemExit(f"error: {flag} {path!r} does not exist")
     import paddle_vits
     from paddle_vits import explain
-    from paddle_vits.convert import CheckpointError, load_pretrained, read_checkpoint
-    from paddle_vits.convert.core import _infer_num_classes
+    from paddle_vits.convert import CheckpointError, infer_num_classes, load_pretrained, read_checkpoint
     from paddle_vits.utils import set_num_threads
 
     set_num_threads(args.threads)
@@ -51,7 +50,7 @@ def main():
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     try:
-        num_classes = args.num_classes or _infer_num_classes(read_checkpoint(args.weights), info)
+        num_classes = args.num_classes or infer_num_classes(read_checkpoint(args.weights), info)
         kwargs = {} if args.img_size is None else dict(img_size=args.img_size)
         model = paddle_vits.create_model(info.name, num_classes=num_classes, **kwargs)
         load_pretrained(model, args.weights, model_name=info.name)

@@ -182,7 +182,7 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
     sd = read_checkpoint(src, unsafe=unsafe)
     reinit = num_classes is not None
     if num_classes is None:
-        num_classes = _infer_num_classes(sd, info)
+        num_classes = infer_num_classes(sd, info)
     model = create_model(info.name, num_classes=num_classes, **model_kwargs)
     converted, skipped = convert_state_dict(sd, model, info.name, reinit_head=reinit)
     model.set_state_dict(converted)
@@ -192,8 +192,14 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
                 num_classes=num_classes, skipped=skipped, out=os.fspath(out))
 
 
-def _infer_num_classes(sd, info):
-    """Head size stored in the checkpoint (1000 when it cannot be told)."""
+def infer_num_classes(state_dict, info):
+    """Classifier size stored in a checkpoint (1000 when it cannot be told).
+
+    Args:
+        state_dict: As returned by :func:`read_checkpoint`.
+        info: The model's registry entry (``get_model_info(name)``), for its classifier names.
+    """
+    sd = state_dict
     for prefix in info.classifier:
         for key in (prefix + ".bias", prefix + ".fc.bias", prefix + ".l.bias"):
             if key in sd and sd[key].ndim == 1:
