@@ -112,6 +112,21 @@ def check_state_dict(state_dict, model, classifier=("head",), reinit_head=False,
     return out, skipped
 
 
+def _to_paddle_layout(state_dict, model, info):
+    """Steps 1-2 of the module docstring: the family's renames, then the generic layout."""
+    sd = dict(state_dict)
+    if info is not None and info.checkpoint_filter is not None:
+        sd = info.checkpoint_filter(sd, model)
+    return _generic_layout(sd, model)
+
+
+def _model_info(model, model_name):
+    from ..registry import get_model_info
+
+    model_name = model_name or getattr(model, "model_name", None)
+    return model_name, (get_model_info(model_name) if model_name else None)
+
+
 def convert_state_dict(state_dict, model, model_name=None, reinit_head=False):
     """Convert an official/timm state dict (numpy) to the Paddle ``model``'s names and layout.
 
@@ -124,38 +139,44 @@ def convert_state_dict(state_dict, model, model_name=None, reinit_head=False):
     Returns:
         (state_dict, skipped) as in :func:`check_state_dict`.
     """
-    from ..registry import get_model_info
-
-    model_name = model_name or getattr(model, "model_name", None)
-    info = get_model_info(model_name) if model_name else None
-    sd = dict(state_dict)
-    if info is not None and info.checkpoint_filter is not None:
-        sd = info.checkpoint_filter(sd, model)
-    sd = _generic_layout(sd, model)
+    model_name, info = _model_info(model, model_name)
+    sd = _to_paddle_layout(state_dict, model, info)
     classifier = info.classifier if info is not None else ("head",)
     return check_state_dict(sd, model, classifier, reinit_head=reinit_head, model_name=model_name)
 
 
-def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=False):
+def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=False, resize_pos_embed=False):
     """Load weights into ``model`` from a ``.pdparams`` or an official checkpoint.
 
     A ``.pdparams`` file must already be in Paddle layout (as written by
     :func:`convert_checkpoint`); any other file is converted on the fly.
 
+    Args:
+        model: A model built by :func:`paddle_vits.create_model`.
+        path: The weights file.
+        model_name: Registered name (defaults to ``model.model_name``).
+        reinit_head: Allow a classifier of another size; the model keeps its
+            freshly initialised one.
+        unsafe: As in :func:`read_checkpoint`.
+        resize_pos_embed: Interpolate position embeddings of another
+            resolution to the model's (fine-tuning at a new image size).
+
     Returns:
         The list of classifier keys that were re-initialised (empty when none).
     """
-    from ..registry import get_model_info
-
-    model_name = model_name or getattr(model, "model_name", None)
+    model_name, info = _model_info(model, model_name)
     path = os.fspath(path)
     sd = read_checkpoint(path, unsafe=unsafe)
-    if path.lower().endswith((".pdparams", ".pdparam")):
-        info = get_model_info(model_name) if model_name else None
-        classifier = info.classifier if info is not None else ("head",)
-        sd, skipped = check_state_dict(sd, model, classifier, reinit_head, model_name)
-    else:
-        sd, skipped = convert_state_dict(sd, model, model_name, reinit_head)
+    if not path.lower().endswith((".pdparams", ".pdparam")):
+        sd = _to_paddle_layout(sd, model, info)
+    if resize_pos_embed:
+        from .pos_embed import resize_pos_embeds
+
+        sd = resize_pos_embeds(sd, model)
+    classifier = info.classifier if info is not None else ("head",)
+    sd, skipped = check_state_dict(sd, model, classifier, reinit_head, model_name)
+    own = model.state_dict()
+    sd.update({k: own[k] for k in skipped if k in own})  # the fresh head: no "skip loading" warnings
     model.set_state_dict(sd)
     return skipped
 

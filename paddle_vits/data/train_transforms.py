@@ -4,24 +4,11 @@ Every pipeline ends in a numpy ``float32 [3, H, W]`` array, never a
 ``paddle.Tensor``: on Paddle 3.3 CPU, DataLoader workers returning tensors
 through shared memory segfault or hang intermittently.
 """
-import numpy as np
 from paddle.vision import transforms as T
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class ToCHWArray:
-    """PIL image / HWC uint8 -> normalised ``float32 [C, H, W]`` numpy array."""
-
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1], broadcast over CHW
-        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1]
-
-    def __call__(self, img):
-        x = np.asarray(img, dtype=np.float32) / 255.0
-        x = x.transpose(2, 0, 1)  # [H, W, C] -> [C, H, W]
-        return np.ascontiguousarray((x - self.mean) / self.std)
+from ..registry import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from ..registry import IMAGENET_DEFAULT_STD as IMAGENET_STD
+from .transforms import ToCHWArray
 
 
 def train_transform(img_size=224, scale=(0.6, 1.0), jitter=0.2, rotation=20, hflip=0.5,

@@ -10,6 +10,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
 __all__ = ["INTERPOLATIONS", "EvalTransform", "resolve_eval_config", "eval_resize_size"]
 
 INTERPOLATIONS = {
@@ -67,6 +69,37 @@ def resolve_eval_config(info=None, img_size=None, crop_pct=None, interpolation=N
                 interpolation=interpolation, mean=mean, std=std)
 
 
+def resize_center_crop(img, resize, out_hw, interpolation="bicubic"):
+    """Resize the shorter side of a PIL image to ``resize`` (aspect ratio kept, as torchvision's
+    ``Resize(int)``), then center-crop ``out_hw = (height, width)``."""
+    w, h = img.size
+    if w <= h:
+        new_w, new_h = resize, int(resize * h / w)
+    else:
+        new_w, new_h = int(resize * w / h), resize
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), INTERPOLATIONS[interpolation])
+    out_h, out_w = out_hw
+    left, top = int(round((new_w - out_w) / 2.0)), int(round((new_h - out_h) / 2.0))
+    return img.crop((left, top, left + out_w, top + out_h))
+
+
+class ToCHWArray:
+    """PIL image / HWC uint8 -> normalised ``float32 [C, H, W]`` numpy array (never a ``paddle.Tensor``).
+
+    Args:
+        mean, std: Per-channel RGB normalisation on the 0-1 scale.
+    """
+
+    def __init__(self, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD):
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1], broadcast over CHW
+        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1]
+
+    def __call__(self, img):
+        x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # [H, W, 3] -> [3, H, W]
+        return np.ascontiguousarray((x - self.mean) / self.std)
+
+
 class EvalTransform:
     """Resize the shorter side, center-crop, scale to 0-1 and normalise.
 
@@ -80,14 +113,13 @@ class EvalTransform:
     """
 
     def __init__(self, img_size=224, crop_pct=0.875, interpolation="bicubic",
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+                 mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD):
         cfg = resolve_eval_config(None, img_size, crop_pct, interpolation, mean, std)
         self.img_size = cfg["img_size"]
         self.resize = cfg["resize"]
         self.crop_pct = cfg["crop_pct"]
         self.interpolation = cfg["interpolation"]
-        self.mean = np.asarray(cfg["mean"], dtype=np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1], broadcast over CHW
-        self.std = np.asarray(cfg["std"], dtype=np.float32).reshape(3, 1, 1)  # [3] -> [3, 1, 1]
+        self.to_array = ToCHWArray(cfg["mean"], cfg["std"])
 
     @classmethod
     def from_config(cls, cfg):
@@ -95,21 +127,10 @@ class EvalTransform:
         return cls(cfg["img_size"], cfg["crop_pct"], cfg["interpolation"], cfg["mean"], cfg["std"])
 
     def __call__(self, img):
-        img = img.convert("RGB")
-        w, h = img.size
-        # Shorter side -> self.resize, aspect ratio kept (as torchvision's Resize(int)).
-        if w <= h:
-            new_w, new_h = self.resize, int(self.resize * h / w)
-        else:
-            new_w, new_h = int(self.resize * w / h), self.resize
-        if (new_w, new_h) != (w, h):
-            img = img.resize((new_w, new_h), INTERPOLATIONS[self.interpolation])
-        left = int(round((new_w - self.img_size) / 2.0))
-        top = int(round((new_h - self.img_size) / 2.0))
-        img = img.crop((left, top, left + self.img_size, top + self.img_size))
-        arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # [H, W, 3] -> [3, H, W]
-        return (arr - self.mean) / self.std
+        img = resize_center_crop(img.convert("RGB"), self.resize, (self.img_size, self.img_size), self.interpolation)
+        return self.to_array(img)
 
     def __repr__(self):
         return (f"EvalTransform(img_size={self.img_size}, resize={self.resize}, crop_pct={self.crop_pct}, "
-                f"interpolation={self.interpolation!r}, mean={tuple(self.mean.ravel())}, std={tuple(self.std.ravel())})")
+                f"interpolation={self.interpolation!r}, mean={tuple(self.to_array.mean.ravel())}, "
+                f"std={tuple(self.to_array.std.ravel())})")

@@ -33,7 +33,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from .image import _info, to_batch
+from .image import _check_image, _info, to_batch
 
 METHODS = {
     "cait": "class_attention",
@@ -364,12 +364,7 @@ def explain_attention(model, image, label=None, method=None, mean=None, std=None
     Returns:
         AttentionExplanation
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(
-            f"image must be uint8 [H, W, 3] (got {image.dtype} {image.shape}); "
-            "use paddle_vits.explain.load_image(path, model)"
-        )
+    image = _check_image(image)
     if mean is None or std is None:
         info = _info(model)
         mean, std = mean or info.mean, std or info.std

@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from ..data.transforms import INTERPOLATIONS, eval_resize_size
+from ..data.transforms import INTERPOLATIONS, eval_resize_size, resize_center_crop
 
 
 def eval_crop(image, img_size=224, crop_pct=0.875, interpolation="bicubic"):
@@ -38,17 +38,9 @@ def eval_crop(image, img_size=224, crop_pct=0.875, interpolation="bicubic"):
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interpolation!r}; use one of {sorted(INTERPOLATIONS)}")
     image = image.convert("RGB")
-    out_h, out_w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    scale_size = eval_resize_size(min(out_h, out_w), crop_pct)
-    w, h = image.size
-    if w <= h:
-        new_w, new_h = scale_size, int(scale_size * h / w)
-    else:
-        new_w, new_h = int(scale_size * w / h), scale_size
-    if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), INTERPOLATIONS[interpolation])
-    left, top = int(round((new_w - out_w) / 2.0)), int(round((new_h - out_h) / 2.0))
-    return np.asarray(image.crop((left, top, left + out_w, top + out_h)), dtype=np.uint8)
+    out_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    image = resize_center_crop(image, eval_resize_size(min(out_hw), crop_pct), out_hw, interpolation)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def load_image(image, model, img_size=None):
@@ -78,6 +70,17 @@ def to_batch(images, mean, std):
     std = np.asarray(std, dtype=np.float32) * 255.0
     images = (images - mean) / std
     return paddle.to_tensor(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # [N, H, W, 3] -> [N, 3, H, W]
+
+
+def _check_image(image):
+    """``image`` as a uint8 ``[H, W, 3]`` array, or a ``ValueError`` saying how to get one."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be uint8 [H, W, 3] (got {image.dtype} {image.shape}); "
+            "use paddle_vits.explain.load_image(path, model)"
+        )
+    return image
 
 
 def _info(model):

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from .image import _info, to_batch
+from .image import _check_image, _info, to_batch
 
 
 class PaddleClassifierFn:
@@ -127,12 +127,7 @@ def explain_lime(
     """
     from lime import lime_image
 
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(
-            f"image must be uint8 [H, W, 3] (got {image.dtype} {image.shape}); "
-            "use paddle_vits.explain.load_image(path, model)"
-        )
+    image = _check_image(image)
     classifier_fn = PaddleClassifierFn(model, mean=mean, std=std, batch_size=batch_size)
     probs = classifier_fn(image[None])[0]
     if label is None:

@@ -198,25 +198,14 @@ class Block(nn.Layer):
         return x + self.drop_path(self.mlp(self.norm2(x), H, W))
 
 
-class WaveClassAttention(nn.Layer):
+class WaveClassAttention(StdAttention):
     """Class attention with official names ``q``/``kv``/``proj`` (the shared
-    :class:`~paddle_vits.layers.ClassAttention` has separate ``k``/``v``).
+    :class:`~paddle_vits.layers.ClassAttention` has separate ``k``/``v``):
+    :class:`StdAttention`'s layers, with the class token as the only query.
 
     Shape:
         ``[B, N, C] -> [B, 1, C]`` (the updated class token, first token).
     """
-
-    def __init__(self, dim, num_heads, attn_drop=0.0):
-        super().__init__()
-        _check_heads(dim, num_heads)
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
-        self.fused_attn = True
-        self.kv = nn.Linear(dim, dim * 2)
-        self.q = nn.Linear(dim, dim)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
 
     def forward(self, x):
         B, N, C = x.shape

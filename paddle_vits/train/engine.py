@@ -165,28 +165,15 @@ def load_for_finetune(model, path, model_name):
 
     Returns the list of re-initialised classifier keys.
     """
-    from ..convert import CheckpointError, check_state_dict, read_checkpoint
-    from ..convert.core import _generic_layout
-    from ..convert.pos_embed import resize_pos_embeds
+    from ..convert import CheckpointError, load_pretrained
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise TrainingError(f"--pretrained {path}: no such file")
-    info = registry.get_model_info(model_name)
     try:
-        sd = read_checkpoint(path)
-        if not path.lower().endswith((".pdparams", ".pdparam")):
-            if info.checkpoint_filter is not None:
-                sd = info.checkpoint_filter(dict(sd), model)
-            sd = _generic_layout(sd, model)
-        sd = resize_pos_embeds(sd, model)
-        sd, skipped = check_state_dict(sd, model, info.classifier, reinit_head=True, model_name=model_name)
+        return load_pretrained(model, path, model_name, reinit_head=True, resize_pos_embed=True)
     except (CheckpointError, ValueError) as e:
         raise TrainingError(f"--pretrained {path}: {e}") from e
-    own = model.state_dict()
-    sd.update({k: own[k] for k in skipped})  # the fresh classifier of the new class count
-    model.set_state_dict(sd)
-    return skipped
 
 
 class _Run:
