@@ -1,7 +1,6 @@
-"""Helpers: tuple expansion, atomic checkpoint writes, CPU thread setup."""
+"""Helpers: tuple expansion, CPU thread setup."""
 import collections.abc
 import os
-import tempfile
 from itertools import repeat
 
 
@@ -15,31 +14,6 @@ def _ntuple(n):
 
 
 to_2tuple = _ntuple(2)
-
-
-def atomic_save(obj, path):
-    """Write ``obj`` with :func:`paddle.save` to ``path`` atomically.
-
-    The object is written to a temporary file in the destination directory,
-    flushed to disk, then renamed over ``path``: a crash at any moment leaves
-    either the previous file or the new one, never a truncated file.
-    """
-    import paddle
-
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp", dir=directory)
-    os.close(fd)
-    try:
-        paddle.save(obj, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def set_num_threads(n=None):
