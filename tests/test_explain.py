@@ -12,7 +12,8 @@ import pytest
 
 import paddle_vits
 from paddle_vits import explain
-from paddle_vits.layers import Attention, ClassAttention
+from paddle_vits.layers import Attention
+from paddle_vits.models.cait import ClassAttention
 
 pytest.importorskip("lime")
 

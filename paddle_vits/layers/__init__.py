@@ -1,23 +1,21 @@
 """Layers shared by more than one family (or by the library's public API)."""
-from .attention import Attention, ClassAttention, CrossAttention, TalkingHeadAttention
+from .attention import Attention, attend, head_dim
 from .drop import DropPath, drop_path
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
 from .wavelets import DWT2D, IDWT2D, interleave_permutation
-from .weight_init import constant_, init_weights_vit, ones_, trunc_normal_, zeros_
+from .weight_init import init_weights_vit, ones_, trunc_normal_, zeros_
 
 __all__ = [
     "Attention",
-    "ClassAttention",
-    "CrossAttention",
     "DWT2D",
     "DropPath",
     "IDWT2D",
     "Mlp",
     "PatchEmbed",
-    "TalkingHeadAttention",
-    "constant_",
+    "attend",
     "drop_path",
+    "head_dim",
     "init_weights_vit",
     "interleave_permutation",
     "ones_",

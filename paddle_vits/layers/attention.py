@@ -1,14 +1,82 @@
-"""Attention layers shared across families.
+"""The attention kernel every family uses, and ViT multi-head self-attention.
 
-Every layer has two numerically equivalent paths: a fast one through
-``paddle.nn.functional.scaled_dot_product_attention`` (where the layer's maths
-allows it) and an explicit reference path ``softmax(q k^T * scale) v`` that
-passes the attention probabilities through ``self.attn_drop``. Set
-``layer.fused_attn = False`` to use the reference path; a forward hook on
-``attn_drop`` then sees the attention maps (used by ``paddle_vits.explain``).
+One kernel, :func:`attend`, computes ``softmax(q k^T * scale + mask) v`` for
+every attention layer in ``paddle_vits`` (CaiT's talking-heads attention mixes
+heads between the logits and the softmax, which no kernel expresses; it writes
+the same maths out and keeps the same contract). It is the one place where
+attention runs, so it is also the one place performance work touches.
+
+Contract of the kernel and of the layers around it:
+
+* **Layout.** ``q`` is ``[B, Nq, heads, D]``, ``k`` and ``v`` ``[B, Nk, heads,
+  D]``: the layout a fused projection yields after one reshape, and the one
+  Paddle's SDPA takes, so the fused path needs no transposes. The output is
+  ``[B, Nq, heads, D]``.
+* **Two paths, same numbers.** ``fused=True`` calls
+  ``paddle.nn.functional.scaled_dot_product_attention`` (SDPA);
+  ``fused=False`` writes the maths out. They agree to float rounding.
+* **The scale.** Paddle's SDPA has no ``scale`` argument: it always scales
+  the logits by ``head_dim ** -0.5``. A layer with another scale (``qk_scale``)
+  gets it by passing ``q * (scale * head_dim ** 0.5)``: SDPA's own factor
+  then cancels, leaving ``q k^T * scale``. With the default scale the factor
+  is exactly 1.
+* **Masks.** ``mask`` is an additive bias broadcast against the
+  ``[B, heads, Nq, Nk]`` logits (CrossFormer's learned position bias plus its
+  padding mask). SDPA kernels need not back-propagate into an additive mask,
+  so a mask that needs a gradient always takes the explicit path.
+* **Dropout and the explanation hook.** On the explicit path the attention
+  probabilities ``[B, heads, Nq, Nk]`` pass through ``attn_drop`` (an
+  ``nn.Dropout``), and only there. Every attention layer therefore has an
+  ``attn_drop`` sublayer and a ``fused_attn`` flag it passes as ``fused``:
+  :func:`paddle_vits.explain.capture_attention` sets ``fused_attn = False``
+  and reads the maps with a forward post-hook on ``attn_drop``, so no model
+  code knows about explanations. On the fused path SDPA applies the same
+  dropout rate itself (in training mode only).
+* **Heads.** :func:`head_dim` is the one check that ``num_heads`` divides the
+  width.
 """
 import paddle.nn as nn
 import paddle.nn.functional as F
+
+
+def head_dim(dim, num_heads):
+    """Width of one head, ``dim // num_heads``; a ``ValueError`` when the heads do not divide ``dim``."""
+    if num_heads <= 0 or dim % num_heads:
+        raise ValueError(f"the attention width {dim} is not divisible by num_heads={num_heads}; "
+                         f"use a num_heads that divides {dim}")
+    return dim // num_heads
+
+
+def attend(q, k, v, scale, attn_drop, fused=True, mask=None):
+    """``softmax(q k^T * scale + mask) v``, the attention kernel (contract: module docstring).
+
+    Args:
+        q: Queries ``[B, Nq, heads, D]``.
+        k: Keys ``[B, Nk, heads, D]``.
+        v: Values ``[B, Nk, heads, D]``.
+        scale: Logit scale (usually ``D ** -0.5``).
+        attn_drop: The layer's ``nn.Dropout`` on the probabilities; its rate and
+            train/eval mode are used on both paths, and the explicit path calls
+            it (the explanation hook).
+        fused: Use SDPA (the layer's ``fused_attn``); ignored when ``mask``
+            needs a gradient.
+        mask: Optional additive bias, broadcastable to ``[B, heads, Nq, Nk]``.
+
+    Returns:
+        ``[B, Nq, heads, D]``.
+    """
+    if fused and (mask is None or mask.stop_gradient):
+        training = attn_drop.training
+        return F.scaled_dot_product_attention(
+            q * (scale * q.shape[-1] ** 0.5), k, v, attn_mask=mask,  # SDPA's own D ** -0.5 cancels
+            dropout_p=attn_drop.p if training else 0.0, training=training,
+        )
+    q, k, v = (t.transpose([0, 2, 1, 3]) for t in (q, k, v))  # [B, N, H, D] -> [B, H, N, D]
+    attn = (q * scale) @ k.transpose([0, 1, 3, 2])  # [B, H, Nq, Nk]
+    if mask is not None:
+        attn = attn + mask
+    attn = attn_drop(F.softmax(attn, axis=-1))
+    return (attn @ v).transpose([0, 2, 1, 3])  # [B, H, Nq, D] -> [B, Nq, H, D]
 
 
 class Attention(nn.Layer):
@@ -28,10 +96,8 @@ class Attention(nn.Layer):
 
     def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim(dim, num_heads)
         self.scale = qk_scale or self.head_dim ** -0.5
         self.fused_attn = True
         self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
@@ -42,131 +108,7 @@ class Attention(nn.Layer):
     def forward(self, x):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape([B, N, 3, self.num_heads, self.head_dim])  # [B, N, 3C] -> [B, N, 3, H, D]
-        if self.fused_attn:
-            q, k, v = qkv.unbind(2)  # each [B, N, H, D]
-            x = F.scaled_dot_product_attention(
-                q * (self.scale * self.head_dim ** 0.5), k, v,
-                dropout_p=self.attn_drop.p if self.training else 0.0, training=self.training,
-            )  # [B, N, H, D]
-        else:
-            q, k, v = qkv.transpose([2, 0, 3, 1, 4]).unbind(0)  # [B, N, 3, H, D] -> 3 x [B, H, N, D]
-            attn = (q * self.scale) @ k.transpose([0, 1, 3, 2])  # [B, H, N, N]
-            attn = self.attn_drop(F.softmax(attn, axis=-1))
-            x = (attn @ v).transpose([0, 2, 1, 3])  # [B, H, N, D] -> [B, N, H, D]
+        q, k, v = qkv.unbind(2)  # each [B, N, H, D]
+        x = attend(q, k, v, self.scale, self.attn_drop, self.fused_attn)  # [B, N, H, D]
         x = x.reshape([B, N, C])  # [B, N, H, D] -> [B, N, C]
         return self.proj_drop(self.proj(x))
-
-
-class TalkingHeadAttention(nn.Layer):
-    """Talking-heads self-attention (Shazeer et al., 2020) as used by CaiT.
-
-    Attention logits are mixed across heads by ``proj_l`` before the softmax
-    and the probabilities by ``proj_w`` after it, so there is no fused path.
-
-    Args:
-        dim: Token width.
-        num_heads: Number of heads.
-        qkv_bias: Bias in the fused ``qkv`` projection.
-        qk_scale: Override of the ``head_dim ** -0.5`` scale.
-        attn_drop: Dropout on attention probabilities.
-        proj_drop: Dropout after the output projection.
-
-    Shape:
-        ``[B, N, C] -> [B, N, C]``.
-    """
-
-    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = qk_scale or self.head_dim ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_l = nn.Linear(num_heads, num_heads)
-        self.proj_w = nn.Linear(num_heads, num_heads)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x):
-        B, N, C = x.shape
-        qkv = self.qkv(x).reshape([B, N, 3, self.num_heads, self.head_dim])  # [B, N, 3C] -> [B, N, 3, H, D]
-        q, k, v = qkv.transpose([2, 0, 3, 1, 4]).unbind(0)  # [B, N, 3, H, D] -> 3 x [B, H, N, D]
-        attn = (q * self.scale) @ k.transpose([0, 1, 3, 2])  # [B, H, N, N]
-        attn = self.proj_l(attn.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])  # mix heads: [B, N, N, H] <-> [B, H, N, N]
-        attn = F.softmax(attn, axis=-1)
-        attn = self.proj_w(attn.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])  # mix heads: [B, N, N, H] <-> [B, H, N, N]
-        attn = self.attn_drop(attn)
-        x = (attn @ v).transpose([0, 2, 1, 3]).reshape([B, N, C])  # [B, H, N, D] -> [B, N, H, D] -> [B, N, C]
-        return self.proj_drop(self.proj(x))
-
-
-class ClassAttention(nn.Layer):
-    """Attention with a single query: the class token (first token) over all tokens.
-
-    CaiT's class-attention (``q``/``k``/``v``/``proj`` names). The cost is linear
-    in the number of tokens. Returns only the updated class token.
-
-    Args:
-        dim: Token width.
-        num_heads: Number of heads.
-        qkv_bias: Bias in the q, k, v projections.
-        qk_scale: Override of the ``head_dim ** -0.5`` scale.
-        attn_drop: Dropout on attention probabilities.
-        proj_drop: Dropout after the output projection.
-
-    Shape:
-        ``[B, N, C] -> [B, 1, C]``.
-    """
-
-    _qkv_names = ("q", "k", "v")
-
-    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = qk_scale or self.head_dim ** -0.5
-        self.fused_attn = True
-        for name in self._qkv_names:
-            setattr(self, name, nn.Linear(dim, dim, bias_attr=None if qkv_bias else False))
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x):
-        B, N, C = x.shape
-        q_proj, k_proj, v_proj = (getattr(self, n) for n in self._qkv_names)
-        q = q_proj(x[:, :1]).reshape([B, 1, self.num_heads, self.head_dim])  # [B, 1, C] -> [B, 1, H, D]
-        k = k_proj(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, H, D]
-        v = v_proj(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, H, D]
-        if self.fused_attn:
-            x_cls = F.scaled_dot_product_attention(
-                q * (self.scale * self.head_dim ** 0.5), k, v,
-                dropout_p=self.attn_drop.p if self.training else 0.0, training=self.training,
-            )  # [B, 1, H, D]
-        else:
-            q, k, v = (t.transpose([0, 2, 1, 3]) for t in (q, k, v))  # [B, L, H, D] -> [B, H, L, D]
-            attn = (q * self.scale) @ k.transpose([0, 1, 3, 2])  # [B, H, 1, N]
-            attn = self.attn_drop(F.softmax(attn, axis=-1))
-            x_cls = (attn @ v).transpose([0, 2, 1, 3])  # [B, H, 1, D] -> [B, 1, H, D]
-        x_cls = x_cls.reshape([B, 1, C])  # [B, 1, H, D] -> [B, 1, C]
-        return self.proj_drop(self.proj(x_cls))
-
-
-class CrossAttention(ClassAttention):
-    """CrossViT's cross-attention: one branch's class token queries the other branch's tokens.
-
-    The input is the other branch's tokens with this branch's (projected)
-    class token in front; only that class token is used as the query, so the
-    cost is linear in the number of tokens. Same maths as
-    :class:`ClassAttention`, with the official ``wq``/``wk``/``wv`` names.
-
-    Shape:
-        ``[B, N, C] -> [B, 1, C]``.
-    """
-
-    _qkv_names = ("wq", "wk", "wv")
-

@@ -18,11 +18,6 @@ def ones_(param):
     return param
 
 
-def constant_(param, value):
-    nn.initializer.Constant(value)(param)
-    return param
-
-
 def init_weights_vit(layer, std=0.02):
     """ViT init for ``model.apply``: Linear ~ TN(0, std) with zero bias; LayerNorm 1/0."""
     if isinstance(layer, nn.Linear):

@@ -22,11 +22,14 @@ the class-attention blocks, as the official code.
 """
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 
-from ..layers import ClassAttention, DropPath, Mlp, PatchEmbed, TalkingHeadAttention, init_weights_vit, trunc_normal_
+from ..layers import DropPath, Mlp, PatchEmbed, attend, head_dim, init_weights_vit, trunc_normal_
 from ..registry import register_model
+from ..utils import to_2tuple
+from .contract import check_input, create_classifier
 
-__all__ = ["CaiT", "checkpoint_filter_fn"]
+__all__ = ["CaiT", "ClassAttention", "TalkingHeadAttention", "checkpoint_filter_fn"]
 
 
 def _layer_norm(dim):
@@ -35,6 +38,94 @@ def _layer_norm(dim):
 
 def _layer_scale(layer, dim, init_values):
     return layer.create_parameter([dim], default_initializer=nn.initializer.Constant(init_values))
+
+
+class TalkingHeadAttention(nn.Layer):
+    """Talking-heads self-attention (Shazeer et al., 2020), CaiT's self-attention stage.
+
+    Attention logits are mixed across heads by ``proj_l`` before the softmax
+    and the probabilities by ``proj_w`` after it. No kernel expresses that, so
+    the maths is written out here; it keeps the kernel's contract
+    (:mod:`paddle_vits.layers.attention`): the final probabilities pass
+    through ``attn_drop`` (the explanation hook). There is no fused path, hence
+    no ``fused_attn`` flag.
+
+    Args:
+        dim: Token width.
+        num_heads: Number of heads.
+        qkv_bias: Bias in the fused ``qkv`` projection.
+        qk_scale: Override of the ``head_dim ** -0.5`` scale.
+        attn_drop: Dropout on attention probabilities.
+        proj_drop: Dropout after the output projection.
+
+    Shape:
+        ``[B, N, C] -> [B, N, C]``.
+    """
+
+    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim(dim, num_heads)
+        self.scale = qk_scale or self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_l = nn.Linear(num_heads, num_heads)
+        self.proj_w = nn.Linear(num_heads, num_heads)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape([B, N, 3, self.num_heads, self.head_dim])  # [B, N, 3C] -> [B, N, 3, H, D]
+        q, k, v = qkv.transpose([2, 0, 3, 1, 4]).unbind(0)  # [B, N, 3, H, D] -> 3 x [B, H, N, D]
+        attn = (q * self.scale) @ k.transpose([0, 1, 3, 2])  # [B, H, N, N]
+        attn = self.proj_l(attn.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])  # mix heads: [B, N, N, H] <-> [B, H, N, N]
+        attn = F.softmax(attn, axis=-1)
+        attn = self.proj_w(attn.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])  # mix heads: [B, N, N, H] <-> [B, H, N, N]
+        attn = self.attn_drop(attn)
+        x = (attn @ v).transpose([0, 2, 1, 3]).reshape([B, N, C])  # [B, H, N, D] -> [B, N, H, D] -> [B, N, C]
+        return self.proj_drop(self.proj(x))
+
+
+class ClassAttention(nn.Layer):
+    """Class attention: the class token (first token) is the only query, over all tokens.
+
+    Official ``q``/``k``/``v``/``proj`` names. The cost is linear in the number
+    of tokens. Returns only the updated class token.
+
+    Args:
+        dim: Token width.
+        num_heads: Number of heads.
+        qkv_bias: Bias in the q, k, v projections.
+        qk_scale: Override of the ``head_dim ** -0.5`` scale.
+        attn_drop: Dropout on attention probabilities.
+        proj_drop: Dropout after the output projection.
+
+    Shape:
+        ``[B, N, C] -> [B, 1, C]``.
+    """
+
+    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim(dim, num_heads)
+        self.scale = qk_scale or self.head_dim ** -0.5
+        self.fused_attn = True
+        self.q = nn.Linear(dim, dim, bias_attr=None if qkv_bias else False)
+        self.k = nn.Linear(dim, dim, bias_attr=None if qkv_bias else False)
+        self.v = nn.Linear(dim, dim, bias_attr=None if qkv_bias else False)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q = self.q(x[:, :1]).reshape([B, 1, self.num_heads, self.head_dim])  # [B, 1, C] -> [B, 1, H, D]
+        k = self.k(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, H, D]
+        v = self.v(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, H, D]
+        x_cls = attend(q, k, v, self.scale, self.attn_drop, self.fused_attn)  # [B, 1, H, D]
+        x_cls = x_cls.reshape([B, 1, C])  # [B, 1, H, D] -> [B, 1, C]
+        return self.proj_drop(self.proj(x_cls))
 
 
 class _LayerScaleBlock(nn.Layer):
@@ -126,6 +217,8 @@ class CaiT(nn.Layer):
                              f"of {patch_size}, e.g. {max(1, round(int(img_size) / int(patch_size))) * patch_size}")
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
+        self.in_chans = in_chans
+        self.img_size = to_2tuple(int(img_size))
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         num_patches = self.patch_embed.num_patches
         self.cls_token = self.create_parameter([1, 1, embed_dim], default_initializer=nn.initializer.Constant(0.0))
@@ -142,7 +235,7 @@ class CaiT(nn.Layer):
             for _ in range(depth_token_only)
         ])
         self.norm = _layer_norm(embed_dim)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = create_classifier(embed_dim, num_classes, init=False)
 
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
@@ -151,11 +244,24 @@ class CaiT(nn.Layer):
     def no_weight_decay(self):
         return {"pos_embed", "cls_token"}
 
+    def get_classifier(self):
+        return self.head
+
     def reset_classifier(self, num_classes):
         """Replace the head by a freshly initialised one with ``num_classes`` outputs (``0``: none)."""
+        self.head = create_classifier(self.num_features, num_classes)
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.head.apply(init_weights_vit)
+
+    def checkpoint_filter(self, state_dict):
+        """Official/timm state dict -> this model's names (:func:`checkpoint_filter_fn`)."""
+        return checkpoint_filter_fn(state_dict, self)
+
+    def _size_problem(self, H, W):
+        if (H, W) == self.img_size:
+            return None
+        h, w = self.img_size
+        return (f"{H}x{W} images do not fit the position embedding, which is sized for {h}x{w}: resize the "
+                f"input to {h}x{w}, or build the model with img_size={H}")
 
     def forward_patch_tokens(self, x):
         """Patch tokens after the self-attention stage (before the class token joins).
@@ -166,8 +272,7 @@ class CaiT(nn.Layer):
         Returns:
             ``[B, N, embed_dim]``, not normalised.
         """
-        if x.ndim != 4:
-            raise ValueError(f"expected images of shape [B, C, H, W], got shape {list(x.shape)}")
+        check_input(self, x, self._size_problem)
         x = self.patch_embed(x)  # [B, C, H, W] -> [B, N, D]
         x = self.pos_drop(x + self.pos_embed)
         for block in self.blocks:

@@ -35,8 +35,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, Mlp, init_weights_vit
+from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit
 from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
+from .contract import check_input, create_classifier
 
 __all__ = ["CrossFormer", "checkpoint_filter_fn"]
 
@@ -167,9 +168,9 @@ class DynamicPosBias(nn.Layer):
 class GroupAttention(nn.Layer):
     """Multi-head self-attention inside groups, with a dynamic position bias.
 
-    ``fused_attn`` selects SDPA, used only where no gradient flows into the learned bias
-    (inference under ``paddle.no_grad()``); otherwise, and with ``fused_attn = False``, the
-    probabilities pass through ``attn_drop`` (hooked by ``paddle_vits.explain``).
+    Runs :func:`~paddle_vits.layers.attend` with the bias as its mask: ``fused_attn`` selects
+    SDPA, which the kernel uses only where no gradient flows into the learned bias (inference
+    under ``paddle.no_grad()``).
 
     Args:
         dim: Width.
@@ -182,10 +183,8 @@ class GroupAttention(nn.Layer):
 
     def __init__(self, dim, num_heads, qkv_bias=True, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"width {dim} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim(dim, num_heads)
         self.scale = qk_scale or self.head_dim ** -0.5
         self.fused_attn = True
         self.pos = DynamicPosBias(dim // 4, num_heads)
@@ -206,18 +205,8 @@ class GroupAttention(nn.Layer):
             bias = (bias + mask.unsqueeze(1)).tile([B_ // mask.shape[0], 1, 1, 1])  # [B*nG, h, N, N]
         qkv = self.qkv(x).reshape([B_, N, 3, self.num_heads, self.head_dim])  # [B_, N, 3C] -> [B_, N, 3, h, D]
         q, k, v = qkv.unbind(2)  # each [B_, N, h, D]
-        # The bias is learned (DPB), and fused GPU kernels need not back-propagate into an additive
-        # mask: SDPA only runs when no gradient is needed (e.g. inference under paddle.no_grad()).
-        if self.fused_attn and bias.stop_gradient:
-            x = F.scaled_dot_product_attention(
-                q * (self.scale * self.head_dim ** 0.5), k, v, attn_mask=bias,
-                dropout_p=self.attn_drop.p if self.training else 0.0, training=self.training,
-            )
-        else:
-            q, k, v = (t.transpose([0, 2, 1, 3]) for t in (q, k, v))  # [B_, N, h, D] -> [B_, h, N, D]
-            attn = (q * self.scale) @ k.transpose([0, 1, 3, 2]) + bias  # [B_, h, N, N]
-            attn = self.attn_drop(F.softmax(attn, axis=-1))
-            x = (attn @ v).transpose([0, 2, 1, 3])  # [B_, h, N, D] -> [B_, N, h, D]
+        # The learned bias needs a gradient in training, so the kernel runs its explicit path then.
+        x = attend(q, k, v, self.scale, self.attn_drop, self.fused_attn, mask=bias)  # [B_, N, h, D]
         x = x.reshape([B_, N, C])  # [B_, N, h, D] -> [B_, N, C]
         return self.proj_drop(self.proj(x))
 
@@ -405,8 +394,12 @@ class CrossFormer(nn.Layer):
         self.num_features = int(embed_dim * 2 ** (n - 1))
         self.patch_stride = patch_size[0]
         self.size_divisor = patch_size[0] * 2 ** (n - 1)
-        self.img_size = img_size if isinstance(img_size, (list, tuple)) else (img_size, img_size)
-        self._check_size(*self.img_size)
+        self.in_chans = in_chans
+        self.img_size = tuple(int(s) for s in img_size) if isinstance(img_size, (list, tuple)) \
+            else (int(img_size), int(img_size))
+        problem = self._size_problem(*self.img_size)
+        if problem:
+            raise ValueError(f"img_size={img_size} does not fit CrossFormer: {problem}")
 
         self.patch_embed = CrossScaleEmbed(in_chans, embed_dim, patch_size)
         self.pos_drop = nn.Dropout(drop_rate)
@@ -419,31 +412,38 @@ class CrossFormer(nn.Layer):
             for i in range(n)
         ])
         self.norm = nn.LayerNorm(self.num_features)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = create_classifier(self.num_features, num_classes, init=False)
         self.apply(_init_weights)
 
-    def _check_size(self, H, W):
+    def _size_problem(self, H, W):
+        """Why an ``H x W`` input does not fit, or None."""
         d = self.size_divisor
         if H % d or W % d:
             up = (-(-H // d) * d, -(-W // d) * d)
-            raise ValueError(
-                f"CrossFormer takes image sides that are multiples of {d} (a stride-{self.patch_stride} "
-                f"embedding, then 2x merges that need even maps); got {H}x{W}. Resize or pad to e.g. "
-                f"{up[0]}x{up[1]} (224, 32 and 64 work).")
+            return (f"CrossFormer takes image sides that are multiples of {d} (a stride-{self.patch_stride} "
+                    f"embedding, then 2x merges that need even maps); got {H}x{W}. Resize or pad to e.g. "
+                    f"{up[0]}x{up[1]} (224, 32 and 64 work)")
+        return None
 
     def no_weight_decay(self):
         """No parameter is exempt in the official recipe (it has no absolute position embedding)."""
         return set()
 
+    def get_classifier(self):
+        return self.head
+
     def reset_classifier(self, num_classes):
+        """Replace the head by a freshly initialised one with ``num_classes`` outputs (``0``: none)."""
+        self.head = create_classifier(self.num_features, num_classes)
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            _init_weights(self.head)
+
+    def checkpoint_filter(self, state_dict):
+        """Official state dict -> this model's names (:func:`checkpoint_filter_fn`)."""
+        return checkpoint_filter_fn(state_dict, self)
 
     def forward_features(self, x):
         """``[B, 3, H, W]`` -> normalised stage-4 tokens ``[B, H*W/1024, num_features]``."""
-        self._check_size(*x.shape[2:])
+        check_input(self, x, self._size_problem)
         x, hw = self.patch_embed(x)
         x = self.pos_drop(x)
         for layer in self.layers:

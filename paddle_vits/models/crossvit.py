@@ -27,11 +27,12 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import Attention, CrossAttention, DropPath, Mlp, PatchEmbed, init_weights_vit, trunc_normal_
+from ..layers import Attention, DropPath, Mlp, PatchEmbed, attend, head_dim, init_weights_vit, trunc_normal_
 from ..registry import register_model
 from ..utils import to_2tuple
+from .contract import check_input, create_classifier
 
-__all__ = ["CrossViT", "checkpoint_filter_fn"]
+__all__ = ["CrossAttention", "CrossViT", "checkpoint_filter_fn"]
 
 
 def _layer_norm(dim):
@@ -54,6 +55,48 @@ class _Block(nn.Layer):
     def forward(self, x):
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class CrossAttention(nn.Layer):
+    """Cross-attention: one branch's class token queries the other branch's tokens.
+
+    The input is the other branch's tokens with this branch's (projected)
+    class token in front; only that class token is a query, so the cost is
+    linear in the number of tokens. Official ``wq``/``wk``/``wv``/``proj`` names.
+
+    Args:
+        dim: Token width.
+        num_heads: Number of heads.
+        qkv_bias: Bias in the q, k, v projections.
+        qk_scale: Override of the ``head_dim ** -0.5`` scale.
+        attn_drop: Dropout on attention probabilities.
+        proj_drop: Dropout after the output projection.
+
+    Shape:
+        ``[B, N, C] -> [B, 1, C]``.
+    """
+
+    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim(dim, num_heads)
+        self.scale = qk_scale or self.head_dim ** -0.5
+        self.fused_attn = True
+        self.wq = nn.Linear(dim, dim, bias_attr=None if qkv_bias else False)
+        self.wk = nn.Linear(dim, dim, bias_attr=None if qkv_bias else False)
+        self.wv = nn.Linear(dim, dim, bias_attr=None if qkv_bias else False)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q = self.wq(x[:, :1]).reshape([B, 1, self.num_heads, self.head_dim])  # [B, 1, C] -> [B, 1, H, D]
+        k = self.wk(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, H, D]
+        v = self.wv(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, H, D]
+        x_cls = attend(q, k, v, self.scale, self.attn_drop, self.fused_attn)  # [B, 1, H, D]
+        x_cls = x_cls.reshape([B, 1, C])  # [B, 1, H, D] -> [B, 1, C]
+        return self.proj_drop(self.proj(x_cls))
 
 
 class _CrossAttentionBlock(nn.Layer):
@@ -217,11 +260,13 @@ class CrossViT(nn.Layer):
         self.num_classes = num_classes
         self.embed_dim = tuple(embed_dim)
         self.num_features = sum(embed_dim)
-        self.img_size = int(img_size)
-        self.branch_img_size = _branch_sizes(self.img_size, img_scale)
+        self.in_chans = in_chans
+        size = int(img_size)
+        self.img_size = (size, size)
+        self.branch_img_size = _branch_sizes(size, img_scale)
         if not _fits(self.branch_img_size, patch_size):
-            good = [s for s in range(max(patch_size), 4 * self.img_size) if _fits(_branch_sizes(s, img_scale), patch_size)]
-            near = sorted(good, key=lambda s: abs(s - self.img_size))[:2]
+            good = [s for s in range(max(patch_size), 4 * size) if _fits(_branch_sizes(s, img_scale), patch_size)]
+            near = sorted(good, key=lambda s: abs(s - size))[:2]
             raise ValueError(
                 f"img_size={img_size} gives branch sizes {self.branch_img_size}, which are not multiples of the "
                 f"patch sizes {tuple(patch_size)}; use an img_size such as {' or '.join(map(str, sorted(near)))}"
@@ -253,23 +298,30 @@ class CrossViT(nn.Layer):
             start += stage_depth
 
         self.norm = nn.LayerList([_layer_norm(d) for d in embed_dim])
-        self.head = self._make_heads(num_classes)
+        self.head = self._make_heads(num_classes, init=False)
 
         for p in list(self.pos_embed) + list(self.cls_token):
             trunc_normal_(p, std=0.02)
         self.apply(init_weights_vit)
 
-    def _make_heads(self, num_classes):
-        return nn.LayerList([nn.Linear(d, num_classes) if num_classes > 0 else nn.Identity() for d in self.embed_dim])
+    def _make_heads(self, num_classes, init=True):
+        return nn.LayerList([create_classifier(d, num_classes, init) for d in self.embed_dim])
 
     def no_weight_decay(self):
         return {f"{name}.{i}" for name in ("pos_embed", "cls_token") for i in range(self.num_branches)}
 
+    def get_classifier(self):
+        """The per-branch heads (a ``LayerList``; the logits are their mean)."""
+        return self.head
+
     def reset_classifier(self, num_classes):
         """Replace the heads by freshly initialised ones with ``num_classes`` outputs (``0``: none)."""
-        self.num_classes = num_classes
         self.head = self._make_heads(num_classes)
-        self.head.apply(init_weights_vit)
+        self.num_classes = num_classes
+
+    def checkpoint_filter(self, state_dict):
+        """Official (IBM)/timm state dict -> this model's names (:func:`checkpoint_filter_fn`)."""
+        return checkpoint_filter_fn(state_dict, self)
 
     def _embed(self, x, i):
         size = self.branch_img_size[i]
@@ -289,8 +341,7 @@ class CrossViT(nn.Layer):
         Returns:
             list of ``[B, 1 + N_i, C_i]`` tensors, one per branch, class token first.
         """
-        if x.ndim != 4:
-            raise ValueError(f"expected images of shape [B, C, H, W], got shape {list(x.shape)}")
+        check_input(self, x)  # any size: each branch resizes its input
         xs = [self._embed(x, i) for i in range(self.num_branches)]
         for block in self.blocks:
             xs = block(xs)

@@ -32,9 +32,10 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, Mlp, init_weights_vit, zeros_
+from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit, zeros_
 from ..layers.wavelets import DWT2D, IDWT2D, interleave_permutation
 from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
+from .contract import check_input, create_classifier
 
 __all__ = ["WaveViT", "checkpoint_filter_fn"]
 
@@ -50,29 +51,6 @@ def _init_weights(m):
             zeros_(m.bias)
 
 
-def _attend(attn_layer, q, k, v):
-    """``softmax(q k^T * scale) v`` for ``q, k, v`` of shape ``[B, N, heads, D]``; returns ``[B, N, heads, D]``.
-
-    The fused path uses SDPA (which takes this layout, so no transposes); the
-    explicit one passes the probabilities through ``attn_layer.attn_drop``
-    (hooked by explanation tools).
-    """
-    if attn_layer.fused_attn:
-        return F.scaled_dot_product_attention(
-            q * (attn_layer.scale * attn_layer.head_dim ** 0.5), k, v,
-            dropout_p=attn_layer.attn_drop.p if attn_layer.training else 0.0, training=attn_layer.training,
-        )
-    q, k, v = (t.transpose([0, 2, 1, 3]) for t in (q, k, v))  # [B, N, h, D] -> [B, h, N, D]
-    attn = (q * attn_layer.scale) @ k.transpose([0, 1, 3, 2])  # [B, h, N, M]
-    attn = attn_layer.attn_drop(F.softmax(attn, axis=-1))
-    return (attn @ v).transpose([0, 2, 1, 3])  # [B, h, N, D] -> [B, N, h, D]
-
-
-def _check_heads(dim, num_heads):
-    if dim % num_heads:
-        raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
-
-
 class StdAttention(nn.Layer):
     """Multi-head self-attention with separate ``q`` and fused ``kv`` projections (official names).
 
@@ -82,9 +60,8 @@ class StdAttention(nn.Layer):
 
     def __init__(self, dim, num_heads, attn_drop=0.0):
         super().__init__()
-        _check_heads(dim, num_heads)
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim(dim, num_heads)
         self.scale = self.head_dim ** -0.5
         self.fused_attn = True
         self.q = nn.Linear(dim, dim)
@@ -96,7 +73,7 @@ class StdAttention(nn.Layer):
         B, N, C = x.shape
         q = self.q(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, h, D]
         k, v = self.kv(x).reshape([B, N, 2, self.num_heads, self.head_dim]).unbind(2)  # [B, N, 2C] -> 2 x [B, N, h, D]
-        x = _attend(self, q, k, v).reshape([B, N, C])  # [B, N, h, D] -> [B, N, C]
+        x = attend(q, k, v, self.scale, self.attn_drop, self.fused_attn).reshape([B, N, C])  # [B, N, h, D] -> [B, N, C]
         return self.proj(x)
 
 
@@ -116,11 +93,10 @@ class WaveAttention(nn.Layer):
 
     def __init__(self, dim, num_heads, sr_ratio, attn_drop=0.0, wave="haar"):
         super().__init__()
-        _check_heads(dim, num_heads)
         if dim % 4:
             raise ValueError(f"WaveAttention needs dim divisible by 4, got {dim}")
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim(dim, num_heads)
         self.scale = self.head_dim ** -0.5
         self.sr_ratio = sr_ratio
         self.fused_attn = True
@@ -144,7 +120,7 @@ class WaveAttention(nn.Layer):
         kv = self.kv_embed(x_dwt).flatten(2).transpose([0, 2, 1])  # [B, C, h, w] -> [B, M, C]
         M = kv.shape[1]
         k, v = self.kv(kv).reshape([B, M, 2, self.num_heads, self.head_dim]).unbind(2)  # [B, M, 2C] -> 2 x [B, M, h, D]
-        x = _attend(self, q, k, v).reshape([B, N, C])  # [B, N, h, D] -> [B, N, C]
+        x = attend(q, k, v, self.scale, self.attn_drop, self.fused_attn).reshape([B, N, C])  # [B, N, h, D] -> [B, N, C]
         return self.proj(paddle.concat([x, x_idwt], axis=-1))
 
 
@@ -199,8 +175,8 @@ class Block(nn.Layer):
 
 
 class WaveClassAttention(StdAttention):
-    """Class attention with official names ``q``/``kv``/``proj`` (the shared
-    :class:`~paddle_vits.layers.ClassAttention` has separate ``k``/``v``):
+    """Class attention with official names ``q``/``kv``/``proj`` (CaiT's
+    :class:`~paddle_vits.models.cait.ClassAttention` has separate ``k``/``v``):
     :class:`StdAttention`'s layers, with the class token as the only query.
 
     Shape:
@@ -211,7 +187,7 @@ class WaveClassAttention(StdAttention):
         B, N, C = x.shape
         k, v = self.kv(x).reshape([B, N, 2, self.num_heads, self.head_dim]).unbind(2)  # [B, N, 2C] -> 2 x [B, N, h, D]
         q = self.q(x[:, :1]).reshape([B, 1, self.num_heads, self.head_dim])  # [B, 1, C] -> [B, 1, h, D]
-        x = _attend(self, q, k, v).reshape([B, 1, C])  # [B, 1, h, D] -> [B, 1, C]
+        x = attend(q, k, v, self.scale, self.attn_drop, self.fused_attn).reshape([B, 1, C])  # [B, 1, h, D] -> [B, 1, C]
         return self.proj(x)
 
 
@@ -325,8 +301,11 @@ class WaveViT(nn.Layer):
         self.num_classes = num_classes
         self.num_features = embed_dims[-1]
         self.token_label = token_label
-        self.img_size = img_size
-        self.check_input_size(img_size, img_size)
+        self.in_chans = in_chans
+        self.img_size = (int(img_size), int(img_size))
+        problem = self._size_problem(*self.img_size)
+        if problem:
+            raise ValueError(f"img_size={img_size} does not fit Wave-ViT: {problem}")
         dpr = np.linspace(0, drop_path_rate, sum(depths)).tolist()
         cur = 0
         for i in range(self.num_stages):
@@ -344,23 +323,20 @@ class WaveViT(nn.Layer):
             setattr(self, f"block{i + 1}", block)
             setattr(self, f"norm{i + 1}", nn.LayerNorm(embed_dims[i], epsilon=1e-6))
         self.post_network = nn.LayerList([ClassBlock(embed_dims[-1], num_heads[-1], mlp_ratios[-1])])
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = create_classifier(self.num_features, num_classes, init=False)
         if token_label:
-            self.aux_head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+            self.aux_head = create_classifier(self.num_features, num_classes, init=False)
         self.apply(_init_weights)
 
-    def check_input_size(self, H, W):
-        """Raise a ValueError when an ``H x W`` input cannot go through the wavelet stages."""
+    def _size_problem(self, H, W):
+        """Why an ``H x W`` input cannot go through the wavelet stages, or None."""
         for side in (H, W):
-            if side is None or side < 0:
-                continue
             sizes = _stage_sizes(side)
             if any(s % 2 for s in sizes[: self.num_wave_stages]):
-                raise ValueError(
-                    f"Wave-ViT cannot take an input of side {side}: its wavelet stages need even feature maps "
-                    f"(stage sides {sizes[: self.num_wave_stages]}). Use an image size that is a multiple of 32 "
-                    "(e.g. 32, 64, 224)."
-                )
+                return (f"an input of side {side} gives odd feature maps in the wavelet stages (stage sides "
+                        f"{sizes[: self.num_wave_stages]}, which must be even); use an image size that is a "
+                        "multiple of 32 (e.g. 32, 64, 224)")
+        return None
 
     def set_export_mode(self, mode=True):
         """Run the DWT/IDWT as plain ops (``mode=True``) instead of PyLayers, for ``paddle.jit.save``
@@ -373,19 +349,25 @@ class WaveViT(nn.Layer):
     def no_weight_decay(self):
         return set()
 
+    def get_classifier(self):
+        """The class-token head (the token-labeling ``aux_head``, if any, is reset alongside it)."""
+        return self.head
+
     def reset_classifier(self, num_classes):
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        """Replace ``head`` (and ``aux_head``) by freshly initialised ones with ``num_classes`` outputs."""
+        self.head = create_classifier(self.num_features, num_classes)
         if self.token_label:
-            self.aux_head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        for m in (self.head, getattr(self, "aux_head", None)):
-            if isinstance(m, nn.Linear):
-                _init_weights(m)
+            self.aux_head = create_classifier(self.num_features, num_classes)
+        self.num_classes = num_classes
+
+    def checkpoint_filter(self, state_dict):
+        """Official state dict -> this model's names and layout (:func:`checkpoint_filter_fn`)."""
+        return checkpoint_filter_fn(state_dict, self)
 
     def forward_features(self, x):
         """All tokens after the post network and the final norm: ``[B, 1 + N4, C]`` (class token first)."""
+        check_input(self, x, self._size_problem)
         B = x.shape[0]
-        self.check_input_size(*x.shape[2:])
         for i in range(self.num_stages):
             x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
             for blk in getattr(self, f"block{i + 1}"):
