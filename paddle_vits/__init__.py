@@ -1,11 +1,20 @@
-"""paddle_vits: CaiT, CrossViT, Wave-ViT and CrossFormer in PaddlePaddle."""
+"""paddle_vits: CaiT, CrossViT, Wave-ViT and CrossFormer in PaddlePaddle.
+
+Every model follows one contract (``docs/model_contract.md``): ``num_classes``,
+``num_features``, ``forward_features``, ``forward_head(x, pre_logits=False)``,
+``get_classifier``, ``reset_classifier(n)``, ``no_weight_decay``, one input
+check, and its own ``checkpoint_filter`` for official weights. Build models
+with :func:`create_model` (``paddle_vits.factory``); :mod:`paddle_vits.registry`
+holds their metadata only.
+"""
 import warnings
 
 # Paddle 3.3 warns about a missing ccache (a C++-extension build cache) on every import.
 warnings.filterwarnings("ignore", message="No ccache found")
 
 from . import models  # noqa: F401  (registers the variants)
-from .registry import create_model, get_model_info, is_model, list_models, register_model
+from .factory import create_model
+from .registry import get_model_info, is_model, list_models, register_model
 
 __version__ = "0.1.0"
 

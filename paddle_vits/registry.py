@@ -1,4 +1,4 @@
-"""Model registry: every variant, its eval preprocessing and its reference figures.
+"""Model registry: metadata only (names, eval preprocessing, reference figures).
 
 Each family file registers its variants with :func:`register_model`::
 
@@ -7,18 +7,17 @@ Each family file registers its variants with :func:`register_model`::
     def cait_xxs_24(**kwargs):
         return _create_cait(dict(embed_dim=192, depth=24, num_heads=4), **kwargs)
 
-and users build them with :func:`create_model`.
+The registry imports nothing from the rest of the package but the constants:
+building a model and loading its weights is :mod:`paddle_vits.factory`
+(:func:`~paddle_vits.factory.create_model`), and each model converts official
+checkpoints itself (its ``checkpoint_filter``, see ``docs/model_contract.md``).
 """
 import difflib
 import fnmatch
-import os
-import sys
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,8 @@ class ModelInfo:
         classifier: Parameter-name prefixes of the classification head(s).
         aliases: Other accepted names (timm's names of the same model).
         paper: Short reference.
+        test_kwargs: Model arguments that keep tests fast (e.g. a smaller ``img_size``);
+            the registry-wide tests build every variant with them.
     """
 
     name: str
@@ -55,16 +56,12 @@ class ModelInfo:
     classifier: Tuple[str, ...] = ("head",)
     aliases: Tuple[str, ...] = ()
     paper: str = ""
-    extra: dict = field(default_factory=dict)
+    test_kwargs: dict = field(default_factory=dict)
 
     @property
     def img_size(self):
+        """Default eval input side (an int; the registry's variants are square)."""
         return self.input_size[-1]
-
-    @property
-    def checkpoint_filter(self):
-        """The family's ``checkpoint_filter_fn(state_dict, model)`` (official names -> ours)."""
-        return getattr(sys.modules[self.builder.__module__], "checkpoint_filter_fn", None)
 
     def eval_config(self):
         """Preprocessing settings as a plain dict."""
@@ -93,9 +90,13 @@ def register_model(
     classifier=("head",),
     aliases=(),
     paper="",
-    **extra,
+    test_kwargs=None,
 ):
-    """Decorator registering a variant builder under its function name."""
+    """Decorator registering a variant builder under its function name.
+
+    Every argument is a :class:`ModelInfo` field; there is no catch-all, so a
+    misspelt keyword is a ``TypeError``.
+    """
 
     def decorator(fn):
         name = fn.__name__
@@ -116,7 +117,7 @@ def register_model(
             classifier=tuple(classifier),
             aliases=tuple(aliases),
             paper=paper,
-            extra=dict(extra),
+            test_kwargs=dict(test_kwargs or {}),
         )
         _REGISTRY[name] = info
         for alias in info.aliases:
@@ -145,6 +146,9 @@ def list_models(pattern=None, include_aliases=False):
 
 def resolve_name(name):
     """Canonical name for ``name`` (itself or an alias); clear error otherwise."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name must be a registered name such as {min(_REGISTRY, default='cait_xxs_24')!r} "
+                         f"(see paddle_vits.list_models()), got {name!r}")
     if name in _REGISTRY:
         return name
     if name in _ALIASES:
@@ -164,44 +168,14 @@ def get_model_info(name):
 
 
 def is_model(name):
+    """Whether ``name`` is a registered model or alias."""
     return name in _REGISTRY or name in _ALIASES
 
 
-def create_model(name, pretrained=False, num_classes=None, **kwargs):
-    """Build a registered model.
+def __getattr__(name):
+    # ``registry.create_model`` predates the factory module; kept so existing callers work.
+    if name == "create_model":
+        from .factory import create_model
 
-    Args:
-        name: Registered name or alias (see :func:`list_models`).
-        pretrained: ``False``, or a path to weights: a converted ``.pdparams``
-            file, or an official PyTorch checkpoint (``.pth``/``.pt``/
-            ``.safetensors``), which is converted on the fly.
-        num_classes: Classifier outputs (default 1000); ``0`` removes the head
-            (the model then returns pooled features of size ``model.num_features``).
-            Given explicitly with ``pretrained``, a checkpoint head of another
-            size is dropped and the head re-initialised (with a warning); left
-            at the default, such a checkpoint is an error, so a fine-tuned head
-            is never thrown away silently.
-        **kwargs: Passed to the family's model class (``drop_path_rate``,
-            ``img_size``, ...).
-
-    Returns:
-        paddle.nn.Layer: the model, in train mode (call ``.eval()`` for inference).
-    """
-    info = get_model_info(name)
-    reinit_head = num_classes is not None
-    model = info.builder(num_classes=1000 if num_classes is None else num_classes, **kwargs)
-    model.model_name = info.name
-    model.model_info = info
-    if pretrained:
-        if not isinstance(pretrained, (str, os.PathLike)):
-            raise TypeError(
-                f"pretrained must be False or a path to a weights file, got {pretrained!r}. "
-                "Download the official weights and pass their path (see README: Weights)."
-            )
-        from .convert import load_pretrained
-
-        skipped = load_pretrained(model, pretrained, model_name=info.name, reinit_head=reinit_head)
-        if skipped:
-            warnings.warn(f"{info.name}: the classifier of {os.fspath(pretrained)} does not have "
-                          f"num_classes={num_classes} outputs; re-initialised {', '.join(skipped)}", stacklevel=2)
-    return model
+        return create_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

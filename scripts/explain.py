@@ -41,7 +41,7 @@ def main():
             raise SystemExit(f"error: {flag} {path!r} does not exist")
     import paddle_vits
     from paddle_vits import explain
-    from paddle_vits.convert import CheckpointError, infer_num_classes, load_pretrained, read_checkpoint
+    from paddle_vits.convert import CheckpointError
     from paddle_vits.utils import set_num_threads
 
     set_num_threads(args.threads)
@@ -50,13 +50,15 @@ def main():
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     try:
-        num_classes = args.num_classes or infer_num_classes(read_checkpoint(args.weights), info)
         kwargs = {} if args.img_size is None else dict(img_size=args.img_size)
-        model = paddle_vits.create_model(info.name, num_classes=num_classes, **kwargs)
-        load_pretrained(model, args.weights, model_name=info.name)
+        model = paddle_vits.create_model(info.name, pretrained=args.weights, num_classes="checkpoint", **kwargs)
     except CheckpointError as e:
         raise SystemExit(f"error: {e}\n(a model trained at another input size needs --img-size, "
                          "e.g. --img-size 32 for one trained on raw CIFAR images)") from None
+    num_classes = model.num_classes
+    if args.num_classes and args.num_classes != num_classes:
+        raise SystemExit(f"error: --num-classes {args.num_classes} but the checkpoint's classifier has "
+                         f"{num_classes} classes (leave --num-classes out to use the checkpoint's)")
     model.eval()
     names = None
     if args.labels:

@@ -37,17 +37,17 @@ def main():
     import paddle
 
     from paddle_vits import create_model, get_model_info
-    from paddle_vits.convert import infer_num_classes, read_checkpoint
     from paddle_vits.utils import set_num_threads
 
     set_num_threads(args.threads)
     info = get_model_info(args.model)
     num_classes = args.num_classes
     if num_classes is None:
-        num_classes = infer_num_classes(read_checkpoint(args.weights), info) if args.weights else 1000
+        num_classes = "checkpoint" if args.weights else 1000  # the checkpoint is read once, by create_model
     size = args.img_size or info.img_size
     kwargs = {"img_size": size} if args.img_size else {}
     model = create_model(info.name, pretrained=args.weights or False, num_classes=num_classes, **kwargs)
+    num_classes = model.num_classes
     model.eval()
     if hasattr(model, "set_export_mode"):
         model.set_export_mode(True)

@@ -361,7 +361,7 @@ EXPECTED_MAPS = {
 def test_attention_maps_on_registered_models(family):
     name = _smallest(family)
     info = paddle_vits.get_model_info(name)
-    kwargs = dict(info.extra.get("test_kwargs", {}))
+    kwargs = dict(info.test_kwargs)
     if family == "crossformer":
         kwargs["img_size"] = 64  # at the test size (32) the last stage is a single token
     model = paddle_vits.create_model(name, num_classes=10, **kwargs)
@@ -399,7 +399,7 @@ def test_save_overlays_writes_png(tmp_path):
 def test_explain_script(tmp_path, method):
     name = _smallest("crossvit")
     info = paddle_vits.get_model_info(name)
-    kwargs = dict(info.extra.get("test_kwargs", {}))
+    kwargs = dict(info.test_kwargs)
     model = paddle_vits.create_model(name, num_classes=10, **kwargs)
     weights = str(tmp_path / "w.pdparams")
     paddle.save(model.state_dict(), weights)
@@ -422,7 +422,7 @@ def test_explain_script(tmp_path, method):
 def test_explain_script_errors_are_clear(tmp_path):
     """Missing files and a checkpoint of another input size end in one `error:` line, not a traceback."""
     name = _smallest("cait")
-    kwargs = dict(paddle_vits.get_model_info(name).extra.get("test_kwargs", {}))
+    kwargs = dict(paddle_vits.get_model_info(name).test_kwargs)
     weights = str(tmp_path / "w.pdparams")
     paddle.save(paddle_vits.create_model(name, num_classes=10, **kwargs).state_dict(), weights)
     from PIL import Image

@@ -30,7 +30,7 @@ FWD = [_params(n) for n in ALL]
 
 def _build(name, **kwargs):
     info = get_model_info(name)
-    kw = dict(info.extra.get("test_kwargs", {}))
+    kw = dict(info.test_kwargs)
     kw.update(kwargs)
     model = create_model(name, **kw)
     size = kw.get("img_size", info.img_size)

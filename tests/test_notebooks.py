@@ -97,7 +97,7 @@ def _cait_overrides(tmp_path):
     name = "cait_xxs_24"
     if not paddle_vits.is_model(name):
         pytest.skip(f"{name} is not registered")
-    kwargs = dict(paddle_vits.get_model_info(name).extra.get("test_kwargs", {}))
+    kwargs = dict(paddle_vits.get_model_info(name).test_kwargs)
     model = paddle_vits.create_model(name, **kwargs)
     weights = write_official_checkpoint(model, str(tmp_path / "official.safetensors"))
     data_dir, val_list = write_imagenet_val(str(tmp_path / "val"))

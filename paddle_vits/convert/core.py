@@ -2,8 +2,9 @@
 
 Conversion is three steps:
 
-1. the family's ``checkpoint_filter_fn`` renames official/timm keys to ours
-   and drops buffers that our model recomputes;
+1. the model's ``checkpoint_filter(state_dict)`` (its family's
+   ``checkpoint_filter_fn``, part of the model contract) renames official/timm
+   keys to ours and drops buffers that our model recomputes;
 2. generic, by module type: ``nn.Linear`` weights are transposed (PyTorch
    stores ``[out, in]``, Paddle ``[in, out]``) and BatchNorm buffers are
    renamed (``running_mean``/``running_var`` -> ``_mean``/``_variance``,
@@ -16,9 +17,10 @@ import os
 import numpy as np
 import paddle.nn as nn
 
+from ..registry import get_model_info
 from .reader import CheckpointError, read_checkpoint
 
-__all__ = ["convert_state_dict", "load_pretrained", "convert_checkpoint", "check_state_dict"]
+__all__ = ["convert_state_dict", "load_pretrained", "convert_checkpoint", "check_state_dict", "infer_num_classes"]
 
 _BN_TYPES = (nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.BatchNorm, nn.SyncBatchNorm)
 
@@ -47,6 +49,11 @@ def _generic_layout(state_dict, model):
                     sd[prefix + dst] = sd.pop(prefix + src)
             sd.pop(prefix + "num_batches_tracked", None)
     return sd
+
+
+def _numpy_dtype(tensor):
+    """The numpy dtype of a Paddle tensor, read from its metadata (no copy of its data)."""
+    return np.dtype(str(tensor.dtype).rsplit(".", 1)[-1])
 
 
 def _classifier_keys(keys, prefixes):
@@ -107,22 +114,20 @@ def check_state_dict(state_dict, model, classifier=("head",), reinit_head=False,
     out = {}
     for k, v in state_dict.items():
         if k in target and k not in skipped:
-            dtype = target[k].numpy().dtype if hasattr(target[k], "numpy") else target[k].dtype
-            out[k] = np.asarray(v).astype(dtype, copy=False)
+            out[k] = np.asarray(v).astype(_numpy_dtype(target[k]), copy=False)
     return out, skipped
 
 
-def _to_paddle_layout(state_dict, model, info):
-    """Steps 1-2 of the module docstring: the family's renames, then the generic layout."""
+def _to_paddle_layout(state_dict, model):
+    """Steps 1-2 of the module docstring: the model's own renames, then the generic layout."""
     sd = dict(state_dict)
-    if info is not None and info.checkpoint_filter is not None:
-        sd = info.checkpoint_filter(sd, model)
+    checkpoint_filter = getattr(model, "checkpoint_filter", None)
+    if checkpoint_filter is not None:
+        sd = checkpoint_filter(sd)
     return _generic_layout(sd, model)
 
 
 def _model_info(model, model_name):
-    from ..registry import get_model_info
-
     model_name = model_name or getattr(model, "model_name", None)
     return model_name, (get_model_info(model_name) if model_name else None)
 
@@ -140,12 +145,13 @@ def convert_state_dict(state_dict, model, model_name=None, reinit_head=False):
         (state_dict, skipped) as in :func:`check_state_dict`.
     """
     model_name, info = _model_info(model, model_name)
-    sd = _to_paddle_layout(state_dict, model, info)
+    sd = _to_paddle_layout(state_dict, model)
     classifier = info.classifier if info is not None else ("head",)
     return check_state_dict(sd, model, classifier, reinit_head=reinit_head, model_name=model_name)
 
 
-def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=False, resize_pos_embed=False):
+def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=False, resize_pos_embed=False,
+                    state_dict=None):
     """Load weights into ``model`` from a ``.pdparams`` or an official checkpoint.
 
     A ``.pdparams`` file must already be in Paddle layout (as written by
@@ -160,15 +166,17 @@ def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=Fals
         unsafe: As in :func:`read_checkpoint`.
         resize_pos_embed: Interpolate position embeddings of another
             resolution to the model's (fine-tuning at a new image size).
+        state_dict: The contents of ``path`` if the caller has read it already
+            (:func:`read_checkpoint`), so that the file is read once.
 
     Returns:
         The list of classifier keys that were re-initialised (empty when none).
     """
     model_name, info = _model_info(model, model_name)
     path = os.fspath(path)
-    sd = read_checkpoint(path, unsafe=unsafe)
+    sd = read_checkpoint(path, unsafe=unsafe) if state_dict is None else state_dict
     if not path.lower().endswith((".pdparams", ".pdparam")):
-        sd = _to_paddle_layout(sd, model, info)
+        sd = _to_paddle_layout(sd, model)
     if resize_pos_embed:
         from .pos_embed import resize_pos_embeds
 
@@ -196,7 +204,6 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
     Returns:
         dict: a report (model, number of tensors and parameters, skipped keys).
     """
-    from ..registry import create_model, get_model_info
     from ..utils import atomic_save
 
     info = get_model_info(model_name)
@@ -204,7 +211,7 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
     reinit = num_classes is not None
     if num_classes is None:
         num_classes = infer_num_classes(sd, info)
-    model = create_model(info.name, num_classes=num_classes, **model_kwargs)
+    model = info.builder(num_classes=num_classes, **model_kwargs)
     converted, skipped = convert_state_dict(sd, model, info.name, reinit_head=reinit)
     model.set_state_dict(converted)
     atomic_save(model.state_dict(), out)
@@ -214,16 +221,20 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
 
 
 def infer_num_classes(state_dict, info):
-    """Classifier size stored in a checkpoint (1000 when it cannot be told).
+    """Classifier size stored in a checkpoint (official or Paddle layout).
 
     Args:
         state_dict: As returned by :func:`read_checkpoint`.
         info: The model's registry entry (``get_model_info(name)``), for its classifier names.
-    """
-    sd = state_dict
-    for prefix in info.classifier:
-        for key in (prefix + ".bias", prefix + ".fc.bias", prefix + ".l.bias"):
-            if key in sd and sd[key].ndim == 1:
-                return int(sd[key].shape[0])
-    return 1000
 
+    Raises:
+        CheckpointError: the checkpoint has no ``<classifier>.bias`` to read it from.
+    """
+    for prefix in info.classifier:
+        bias = state_dict.get(prefix + ".bias")
+        if bias is not None and bias.ndim == 1:
+            return int(bias.shape[0])
+    raise CheckpointError(
+        f"cannot tell the number of classes of this {info.name} checkpoint: it has no "
+        f"{' or '.join(p + '.bias' for p in info.classifier)} (a features-only checkpoint?); "
+        "pass the number of classes explicitly (num_classes=N or --num-classes N)")

@@ -6,8 +6,8 @@ through shared memory segfault or hang intermittently.
 """
 from paddle.vision import transforms as T
 
-from ..registry import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
-from ..registry import IMAGENET_DEFAULT_STD as IMAGENET_STD
+from ..constants import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from ..constants import IMAGENET_DEFAULT_STD as IMAGENET_STD
 from .transforms import ToCHWArray
 
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 __all__ = ["INTERPOLATIONS", "EvalTransform", "resolve_eval_config", "eval_resize_size"]
 
@@ -45,8 +45,6 @@ def resolve_eval_config(info=None, img_size=None, crop_pct=None, interpolation=N
     Raises:
         ValueError: an out-of-range or unknown setting.
     """
-    from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
     cfg = info.eval_config() if info is not None else dict(
         input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic",
         mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)

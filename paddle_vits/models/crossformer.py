@@ -36,7 +36,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit
-from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
+from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..registry import register_model
 from .contract import check_input, create_classifier
 
 __all__ = ["CrossFormer", "checkpoint_filter_fn"]

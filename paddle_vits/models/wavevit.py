@@ -34,7 +34,8 @@ import paddle.nn.functional as F
 
 from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit, zeros_
 from ..layers.wavelets import DWT2D, IDWT2D, interleave_permutation
-from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
+from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..registry import register_model
 from .contract import check_input, create_classifier
 
 __all__ = ["WaveViT", "checkpoint_filter_fn"]

@@ -1,0 +1,105 @@
+"""Build registered models and load their weights: the one entry point, :func:`create_model`.
+
+The factory sits on top of the registry (metadata only) and the converter
+(checkpoint reading and renaming); neither imports it, so there is no import
+cycle. A checkpoint file is read once, also when its class count is taken
+from it (``num_classes="checkpoint"``).
+"""
+import numbers
+import os
+import warnings
+
+from .convert import infer_num_classes, load_pretrained, read_checkpoint
+from .registry import get_model_info
+from .utils.cli import UserError
+
+__all__ = ["ModelArgumentError", "create_model"]
+
+
+class ModelArgumentError(UserError, ValueError):
+    """An argument of :func:`create_model` outside its valid range (a ``ValueError``)."""
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_img_size(img_size):
+    sides = img_size if isinstance(img_size, (list, tuple)) else (img_size,)
+    if len(sides) not in (1, 2) or not all(_is_int(s) and s >= 1 for s in sides):
+        raise ModelArgumentError(f"img_size must be a positive int (or (H, W) of positive ints), got {img_size!r}",
+                                 "e.g. img_size=224")
+
+
+def _check_args(name, pretrained, num_classes, kwargs):
+    if not isinstance(name, str) or not name:
+        raise ModelArgumentError(f"the model name must be a non-empty string, got {name!r}",
+                                 "see paddle_vits.list_models() for the names")
+    if num_classes is not None and num_classes != "checkpoint" and not (_is_int(num_classes) and num_classes >= 0):
+        raise ModelArgumentError(f"num_classes must be an int >= 0 (0 removes the head), None or 'checkpoint', "
+                                 f"got {num_classes!r}", "e.g. num_classes=10")
+    if num_classes == "checkpoint" and not pretrained:
+        raise ModelArgumentError("num_classes='checkpoint' needs a checkpoint", "pass pretrained=PATH")
+    if "img_size" in kwargs:
+        _check_img_size(kwargs["img_size"])
+    for key in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+        if key in kwargs:
+            value = kwargs[key]
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+                raise ModelArgumentError(f"{key} must be a probability in [0, 1), got {value!r}", f"e.g. {key}=0.1")
+    if isinstance(pretrained, bool):
+        if pretrained:
+            raise TypeError("pretrained=True (downloading the official weights) is not supported yet: pass the path "
+                            "to a weights file instead (see README: Weights)")
+    elif pretrained is not None:
+        if not isinstance(pretrained, (str, os.PathLike)):
+            raise TypeError(f"pretrained must be False or a path to a weights file, got {pretrained!r}. "
+                            "Download the official weights and pass their path (see README: Weights).")
+        if not os.fspath(pretrained):
+            raise ModelArgumentError("pretrained must be a path to a weights file, got an empty string",
+                                     "pass the path, or pretrained=False for random weights")
+
+
+def create_model(name, pretrained=False, num_classes=None, **kwargs):
+    """Build a registered model.
+
+    Args:
+        name: Registered name or alias (see :func:`~paddle_vits.list_models`).
+        pretrained: ``False``, or a path to weights: a converted ``.pdparams``
+            file, or an official PyTorch checkpoint (``.pth``/``.pt``/
+            ``.safetensors``), which is converted on the fly. The file is read once.
+        num_classes: Classifier outputs (default 1000); ``0`` removes the head
+            (the model then returns pooled features of size ``model.num_features``);
+            ``"checkpoint"``: the size of the ``pretrained`` checkpoint's head.
+            Given explicitly with ``pretrained``, a checkpoint head of another
+            size is dropped and the head re-initialised (with a warning); left
+            at the default, such a checkpoint is an error, so a fine-tuned head
+            is never thrown away silently.
+        **kwargs: Passed to the family's model class (``drop_path_rate``,
+            ``img_size``, ...).
+
+    Returns:
+        paddle.nn.Layer: the model, in train mode (call ``.eval()`` for inference).
+
+    Raises:
+        ModelArgumentError: (a ``ValueError``) an argument out of range, naming it.
+        paddle_vits.convert.CheckpointError: weights that do not fit the model.
+    """
+    _check_args(name, pretrained, num_classes, kwargs)
+    info = get_model_info(name)
+    state_dict = None
+    if pretrained:
+        state_dict = read_checkpoint(pretrained)
+        if num_classes == "checkpoint":
+            num_classes = infer_num_classes(state_dict, info)
+    reinit_head = num_classes is not None
+    model = info.builder(num_classes=1000 if num_classes is None else num_classes, **kwargs)
+    model.model_name = info.name
+    model.model_info = info
+    if pretrained:
+        skipped = load_pretrained(model, pretrained, model_name=info.name, reinit_head=reinit_head,
+                                  state_dict=state_dict)
+        if skipped:
+            warnings.warn(f"{info.name}: the classifier of {os.fspath(pretrained)} does not have "
+                          f"num_classes={num_classes} outputs; re-initialised {', '.join(skipped)}", stacklevel=2)
+    return model
