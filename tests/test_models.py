@@ -31,6 +31,19 @@ ALL = list_models()
 FWD = [_params(n) for n in ALL]
 
 
+def _smallest_per_family():
+    best = {}
+    for n in ALL:
+        info = get_model_info(n)
+        if info.family not in best or info.num_params < get_model_info(best[info.family]).num_params:
+            best[info.family] = n
+    return set(best.values())
+
+
+# Tracing is the slowest check: the smallest variant of each family runs by default, the rest as ``slow``.
+STATIC = [pytest.param(n, marks=[] if n in _smallest_per_family() else [pytest.mark.slow], id=n) for n in ALL]
+
+
 def _build(name, **kwargs):
     info = get_model_info(name)
     kw = dict(info.test_kwargs)
@@ -187,7 +200,7 @@ def test_wrong_input_gives_the_contract_message(name):
             model(paddle.zeros(shape))
 
 
-@pytest.mark.parametrize("name", FWD)
+@pytest.mark.parametrize("name", STATIC)
 def test_to_static_round_trip_reproduces_eager(name, tmp_path):
     model, size = _build(name, num_classes=5)
     model.eval()
