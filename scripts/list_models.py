@@ -1,8 +1,12 @@
 """List the registered models with their size, eval preprocessing and paper top-1.
 
-    python scripts/list_models.py            # every model
-    python scripts/list_models.py 'cait_*'   # shell-style pattern (names and aliases)
-    python scripts/list_models.py --markdown # README table
+    python scripts/list_models.py             # every model
+    python scripts/list_models.py 'cait_*'    # shell-style pattern (names and aliases)
+    python scripts/list_models.py --markdown  # README's model table, GMACs included
+
+``--markdown`` generates README's "Models" table as it stands: it builds every
+listed model and counts its GMACs at the default input with
+``paddle_vits.utils.flops.count_macs`` (a few minutes for all models on a CPU).
 """
 import argparse
 import fnmatch
@@ -12,11 +16,23 @@ import sys
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pattern", nargs="?", default=None, help="shell-style pattern, e.g. 'cait_*_384'")
-    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--markdown", action="store_true", help="print README's markdown table (counts GMACs)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for counting GMACs (default: all cores)")
     return p.parse_args(argv)
 
 
-def rows(pattern=None):
+def gmacs(name):
+    """GMACs of one forward pass at the model's default input (``count_macs``)."""
+    import paddle
+
+    from paddle_vits import create_model
+    from paddle_vits.utils.flops import count_macs
+
+    paddle.seed(0)
+    return count_macs(create_model(name)).gmacs
+
+
+def rows(pattern=None, with_gmacs=False):
     """One row per model whose name or an alias matches ``pattern``."""
     from paddle_vits import get_model_info, list_models
 
@@ -34,22 +50,34 @@ def rows(pattern=None):
             interp=info.interpolation,
             top1=f"{info.top1:.1f}" if info.top1 is not None else "-",
         ))
+        if with_gmacs:
+            g = gmacs(name)
+            out[-1]["gmacs"] = f"{g:.2f}" if g >= 0.01 else f"{g:.3g}"
     return out
+
+
+MARKDOWN = dict(name="name", aliases="timm / official alias", params="params", side="input", crop="crop",
+                interp="interp.", gmacs="GMACs", top1="top-1 (%)")
 
 
 def main(argv=None):
     args = parse_args(argv)
-    table = rows(args.pattern)
+    if args.markdown:
+        from paddle_vits.utils import set_num_threads
+
+        set_num_threads(args.threads)
+    table = rows(args.pattern, with_gmacs=args.markdown)
     if not table:
         print(f"no model matches {args.pattern!r}; run without a pattern to see all", file=sys.stderr)
         return 1
     header = dict(name="name", aliases="aliases", params="params", input="input", crop="crop",
                   interp="interpolation", top1="top-1 (%)")
     if args.markdown:
-        print("| " + " | ".join(header.values()) + " |")
-        print("|" + "---|" * len(header))
+        print("| " + " | ".join(MARKDOWN.values()) + " |")
+        print("|" + "---|" * len(MARKDOWN))
         for r in table:
-            print("| " + " | ".join(r[k] for k in header) + " |")
+            r["side"] = r["input"].split("x")[-1]
+            print("| " + " | ".join(r[k] for k in MARKDOWN) + " |", flush=True)
         return 0
     widths = {k: max(len(header[k]), *(len(r[k]) for r in table)) for k in header}
     for r in [header] + table:

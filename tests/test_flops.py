@@ -84,9 +84,7 @@ FVCORE_MACS = {
 
 
 def _require(name):
-    if not paddle_vits.is_model(name):
-        pytest.skip(f"{name} is not registered")
-    return paddle_vits.create_model(name)
+    return paddle_vits.create_model(name)  # an unregistered name fails: a lost registration must not skip
 
 
 @pytest.mark.parametrize("name", [

@@ -95,8 +95,6 @@ def _cait_overrides(tmp_path):
     import paddle_vits
 
     name = "cait_xxs_24"
-    if not paddle_vits.is_model(name):
-        pytest.skip(f"{name} is not registered")
     kwargs = dict(paddle_vits.get_model_info(name).test_kwargs)
     model = paddle_vits.create_model(name, **kwargs)
     weights = write_official_checkpoint(model, str(tmp_path / "official.safetensors"))
