@@ -147,3 +147,21 @@ def test_benchmark_cli_prints_figures(tmp_path):
         assert key in proc.stdout
     proc = _run(tmp_path, "benchmark.py", "--model", "no_such_model")
     assert proc.returncode == 2 and "Unknown model" in proc.stderr
+
+
+def test_export_model_cli_writes_a_program_that_reproduces_the_weights(tmp_path, checkpoints):
+    """export_model.py: the class count is read from the checkpoint, and the saved program gives its logits."""
+    out = tmp_path / "export"
+    proc = _run(tmp_path, "export_model.py", "--model", TINY, "--weights", checkpoints / "tiny_c10.safetensors",
+                "--out", out, "--threads", 1)
+    assert proc.returncode == 0, proc.stderr
+    assert "10 classes" in proc.stdout and "jit.load check" in proc.stdout
+    assert (out / "model.json").is_file() and (out / "model.pdiparams").is_file()
+    sd = _official(num_classes=10)
+    ref = TinyNet(num_classes=10)
+    # Official layout -> Paddle: Linear weights are transposed.
+    ref.set_state_dict({k: (v.T if k in ("fc.weight", "head.weight") else v) for k, v in sd.items()})
+    ref.eval()
+    x = paddle.randn([3, 3, 8, 8])
+    exported = paddle.jit.load(str(out / "model"))
+    np.testing.assert_allclose(exported(x).numpy(), ref(x).numpy(), rtol=1e-5, atol=1e-5)
