@@ -1,2 +1,6 @@
-"""Model families. Importing this package registers every variant."""
+"""Model families, one file each. Importing this package registers every variant.
+
+Every model follows ``docs/model_contract.md``; :mod:`.contract` holds the helpers
+all families share (the head builder and the input check).
+"""
 from . import cait, crossformer, crossvit, wavevit  # noqa: F401

@@ -19,6 +19,12 @@ Two ideas let the ViT go deeper:
 Position embeddings cover the patch tokens only (no class-token slot).
 Stochastic depth uses the same rate in every self-attention block and none in
 the class-attention blocks, as the official code.
+
+This file holds CaiT's whole story: its attention layers (``TalkingHeadAttention``,
+``ClassAttention``; both compute through the shared kernel contract of
+:mod:`paddle_vits.layers.attention`), the LayerScale blocks, :class:`CaiT` (the model
+contract, ``docs/model_contract.md``), :func:`checkpoint_filter_fn` (official/timm names
+-> ours, called through ``CaiT.checkpoint_filter``) and the registered variants.
 """
 import paddle
 import paddle.nn as nn

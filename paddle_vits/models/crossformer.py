@@ -26,6 +26,12 @@ keys, as the official detection/segmentation backbone (``crossformer_backbone.py
 official classifier's. ``group_size`` and ``interval`` can be set per stage (the backbone's
 settings, e.g. ``interval=[8, 4, 2, 1]``): with an explicit interval I, LDA pads the map to a
 multiple of I and groups hold (side / I)^2 embeddings.
+
+File layout: the cross-scale embeddings, the dynamic position bias, ``GroupAttention``
+(the shared kernel :func:`paddle_vits.layers.attend` with the bias as its mask), the
+SDA/LDA grouping helpers, blocks and stages, :class:`CrossFormer` (the model contract,
+``docs/model_contract.md``), :func:`checkpoint_filter_fn` (called through
+``CrossFormer.checkpoint_filter``) and the registered variants.
 """
 import functools
 import math

@@ -21,6 +21,13 @@ convolutions (``multi_conv``).
 Parameter names follow the official IBM release (``pos_embed.0``,
 ``cls_token.0``, ...); :func:`checkpoint_filter_fn` also accepts timm's
 ``pos_embed_0``/``cls_token_0`` names.
+
+This file holds CrossViT's whole story: its ``CrossAttention`` (through the shared
+kernel :func:`paddle_vits.layers.attend`; the branches' self-attention is the shared
+ViT :class:`~paddle_vits.layers.Attention`), the blocks and the dagger patch embedding,
+:class:`CrossViT` (the model contract, ``docs/model_contract.md``),
+:func:`checkpoint_filter_fn` (called through ``CrossViT.checkpoint_filter``) and the
+registered variants.
 """
 import numpy as np
 import paddle
@@ -184,24 +191,25 @@ class _MultiConvPatchEmbed(nn.Layer):
         ``[B, C, H, W] -> [B, (H / p) * (W / p), embed_dim]``.
     """
 
-    _STRIDES = {12: ((4, 3), (3, 0), (1, 1)), 16: ((4, 3), (2, 1), (2, 1))}  # (stride, padding) of the three convs
+    # Per patch size, the (kernel, stride, padding) of each of the three convolutions (official code).
+    _CONVS = {12: ((7, 4, 3), (3, 3, 0), (3, 1, 1)), 16: ((7, 4, 3), (3, 2, 1), (3, 2, 1))}
 
     def __init__(self, img_size=240, patch_size=12, in_chans=3, embed_dim=768):
         super().__init__()
-        if patch_size not in self._STRIDES:
+        if patch_size not in self._CONVS:
             raise ValueError(f"the three-convolution patch embedding exists for patch sizes 12 and 16, "
                              f"got {patch_size}; use multi_conv=False for other patch sizes")
         self.img_size = to_2tuple(img_size)
         self.patch_size = to_2tuple(patch_size)
         self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-        (s1, p1), (s2, p2), (s3, p3) = self._STRIDES[patch_size]
+        (k1, s1, p1), (k2, s2, p2), (k3, s3, p3) = self._CONVS[patch_size]
         self.proj = nn.Sequential(
-            nn.Conv2D(in_chans, embed_dim // 4, kernel_size=7, stride=s1, padding=p1),
+            nn.Conv2D(in_chans, embed_dim // 4, kernel_size=k1, stride=s1, padding=p1),
             nn.ReLU(),
-            nn.Conv2D(embed_dim // 4, embed_dim // 2, kernel_size=3, stride=s2, padding=p2),
+            nn.Conv2D(embed_dim // 4, embed_dim // 2, kernel_size=k2, stride=s2, padding=p2),
             nn.ReLU(),
-            nn.Conv2D(embed_dim // 2, embed_dim, kernel_size=3, stride=s3, padding=p3),
+            nn.Conv2D(embed_dim // 2, embed_dim, kernel_size=k3, stride=s3, padding=p3),
         )
 
     def forward(self, x):

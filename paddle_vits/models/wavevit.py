@@ -26,6 +26,12 @@ and the IDWT (``scripts/benchmark_wavelets.py``). The weights of the layers
 around the transform (``attn.filter``, and ``attn.kv_embed`` or ``attn.kv``)
 therefore store those channels in interleaved order, and
 :func:`checkpoint_filter_fn` permutes official checkpoints accordingly.
+
+File layout: the attention layers (``StdAttention``, ``WaveAttention``,
+``WaveClassAttention``, all through the shared kernel :func:`paddle_vits.layers.attend`),
+FFN, blocks and stem, :class:`WaveViT` (the model contract, ``docs/model_contract.md``),
+:func:`checkpoint_filter_fn` (called through ``WaveViT.checkpoint_filter``) and the
+registered variants. The Haar DWT/IDWT layers are shared in :mod:`paddle_vits.layers.wavelets`.
 """
 import numpy as np
 import paddle
