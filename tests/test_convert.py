@@ -237,3 +237,25 @@ def test_timm_cait_checkpoint_end_to_end(tmp_path):
     with torch.no_grad():
         want = ref(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model(paddle.to_tensor(x)).numpy(), want, rtol=0, atol=1e-4)
+
+
+def test_a_model_built_from_its_class_converts_official_names():
+    """The checkpoint filter belongs to the model (no registry lookup): timm's CrossViT names convert
+    for a model that ``create_model`` never saw."""
+    from paddle_vits.models.crossvit import CrossViT
+
+    model = CrossViT(img_size=120, embed_dim=(16, 32), depth=((1, 1),), num_heads=(2, 2), mlp_ratio=(2.0, 2.0),
+                     num_classes=3)
+    assert not hasattr(model, "model_name")
+    linear = {f"{n}.weight" for n, layer in model.named_sublayers() if isinstance(layer, paddle.nn.Linear)}
+    official = {}
+    for k, v in model.state_dict().items():
+        v = v.numpy().T if k in linear else v.numpy()
+        for name in ("pos_embed", "cls_token"):
+            k = k.replace(f"{name}.", f"{name}_") if k.startswith(f"{name}.") else k
+        official[k] = np.ascontiguousarray(v)
+    assert "pos_embed_0" in official and "pos_embed.0" not in official
+    converted, skipped = convert_state_dict(official, model)
+    assert skipped == [] and set(converted) == set(model.state_dict())
+    np.testing.assert_array_equal(converted["pos_embed.1"], model.pos_embed[1].numpy())
+    np.testing.assert_array_equal(converted["head.0.weight"], model.head[0].weight.numpy())
