@@ -36,7 +36,6 @@ registered variants. The Haar DWT/IDWT layers are shared in :mod:`paddle_vits.la
 import numpy as np
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit, zeros_
 from ..layers.wavelets import DWT2D, IDWT2D, interleave_permutation
