@@ -50,9 +50,11 @@ NON_NEGATIVE = Range(0)
 AT_LEAST_1 = Range(1)
 
 # The notebooks' recipes by registry family; other families use DEFAULT_RECIPE. CrossViT is fed its
-# native 240 px (the notebook fed 224 px, which the model resized to 240 internally).
+# native input size (240 px for the _224 variants: the notebook fed 224 px, which the model resized
+# to 240 internally).
+NATIVE = "native"  # a recipe's img_size: the registry's input size of the model
 RECIPES = {
-    "crossvit": dict(batch_size=256, lr=3e-4, epochs=100, img_size=240),
+    "crossvit": dict(batch_size=256, lr=3e-4, epochs=100, img_size=NATIVE),
     "wavevit": dict(batch_size=128, lr=1e-4, epochs=50, img_size=224),
 }
 DEFAULT_RECIPE = dict(batch_size=128, lr=1e-4, epochs=50, img_size=224)
@@ -60,7 +62,8 @@ DEFAULT_DATA = os.path.join("data", "cifar-10-python.tar.gz")
 
 
 def _recipe_default(key):
-    per_family = ", ".join(f"{family} {recipe[key]}" for family, recipe in RECIPES.items())
+    per_family = ", ".join(f"{family} {'its native input size' if recipe[key] == NATIVE else recipe[key]}"
+                           for family, recipe in RECIPES.items())
     return f"the family's recipe: {per_family}, other families {DEFAULT_RECIPE[key]}"
 
 
@@ -70,7 +73,9 @@ def _option(default, help, *, range=None, choices=None, unset=None, metavar=None
     Args:
         range: :class:`Range` of valid values (numbers). choices: valid values (strings).
         unset: what ``None`` means (only for fields whose default is ``None``).
-        const: value of the bare flag (``--amp`` alone). resumable: ``--resume`` may change it.
+        const: value of the bare flag (``--amp`` alone).
+        resumable: ``--resume`` may change it: ``"saved"`` (not given: the saved run's value) or
+            ``"now"`` (it applies to one invocation: not given means its default).
     """
     meta = dict(help=help, range=range, choices=choices, unset=unset, metavar=metavar, const=const,
                 resumable=resumable)
@@ -87,10 +92,11 @@ class TrainConfig:
 
     model: str = _option("wavevit_s", "registered model name or alias (python scripts/list_models.py)")
     data: str = _option(None, "cifar-10-python.tar.gz; a path given here must exist", metavar="PATH",
-                        unset=f"{DEFAULT_DATA}, else Paddle's download cache", resumable=True)
+                        unset=f"{DEFAULT_DATA}, else Paddle's download cache", resumable="saved")
     output: str = _option(None, "output dir; one that holds a run needs --resume or --overwrite", metavar="DIR",
                           unset="output/cifar10_MODEL")
-    resume: str = _option(None, "continue the run in DIR with its saved options", metavar="DIR", resumable=True)
+    resume: str = _option(None, "continue the run in DIR with its saved options", metavar="DIR", unset="a new run",
+                          resumable="now")
     overwrite: bool = _option(False, "replace the run that --output holds (its checkpoint, weights and logs)")
     epochs: int = _option(None, "training epochs", range=AT_LEAST_1, unset=_recipe_default("epochs"))
     batch_size: int = _option(None, "images per step and process", range=AT_LEAST_1,
@@ -110,24 +116,24 @@ class TrainConfig:
     drop_path: float = _option(0.0, "stochastic depth rate", range=Range(0, 1, hi_open=True))
     amp: str = _option(None, "mixed precision on GPU; --amp alone is float16 (CPU: ignored, said so)",
                        choices=("float16", "bfloat16"), const="float16", unset="float32")
-    workers: int = _option(2, "DataLoader worker processes", range=Range(0, 64), resumable=True)
+    workers: int = _option(2, "DataLoader worker processes", range=Range(0, 64), resumable="saved")
     seed: int = _option(42, "seed of the initial weights, data order, augmentation and dropout",
                         range=Range(0, 2 ** 32 - 1))
     max_steps: int = _option(None, "stop after N optimizer steps counted from the start of the run (at most "
                                    "epochs x steps per epoch; with --resume, at least the checkpoint's step)",
-                             range=AT_LEAST_1, unset="all epochs", metavar="N", resumable=True)
+                             range=AT_LEAST_1, unset="all epochs", metavar="N", resumable="now")
     save_every: int = _option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)",
-                              range=NON_NEGATIVE, metavar="N", resumable=True)
+                              range=NON_NEGATIVE, metavar="N", resumable="saved")
     pretrained: str = _option(None, "ImageNet weights to fine-tune from (.pdparams or official)", metavar="FILE",
                               unset="random initialisation")
     model_kwargs: dict = _option(None, 'extra model arguments, a JSON object, e.g. \'{"depth": 12}\'',
                                  metavar="JSON", unset="none")
     threads: int = _option(None, "CPU threads", range=Range(1, 1024), unset="the cores / local processes",
-                           resumable=True)
+                           resumable="saved")
     val_batch_size: int = _option(None, "validation batch size", range=AT_LEAST_1, unset="--batch-size",
-                                  resumable=True)
-    progress: bool = _option(True, "progress bars", resumable=True)
-    visualdl: bool = _option(True, "VisualDL logs (when visualdl is installed)", resumable=True)
+                                  resumable="saved")
+    progress: bool = _option(True, "progress bars", resumable="saved")
+    visualdl: bool = _option(True, "VisualDL logs (when visualdl is installed)", resumable="saved")
 
     def check(self):
         """Check every field against its type, range or choices; raise :class:`TrainingError` on the first bad one."""
@@ -185,7 +191,11 @@ RESUMABLE = tuple(n for n, f in FIELDS.items() if f.metadata["resumable"])
 
 def recipe_for(model_name):
     """The recipe (``batch_size``, ``lr``, ``epochs``, ``img_size``) of the model's registry family."""
-    return dict(RECIPES.get(paddle_vits.get_model_info(model_name).family, DEFAULT_RECIPE))
+    info = paddle_vits.get_model_info(model_name)
+    recipe = dict(RECIPES.get(info.family, DEFAULT_RECIPE))
+    if recipe["img_size"] == NATIVE:
+        recipe["img_size"] = info.input_size[-1]
+    return recipe
 
 
 def resolve_config(cfg):
@@ -229,7 +239,10 @@ def explicit_options(cfg):
 
 
 def merge_resume(cfg, saved):
-    """The configuration of a resumed run: the saved run's options plus the resumable ones of ``cfg``.
+    """The configuration of a resumed run: the saved run's options plus the resumable ones ``cfg`` sets.
+
+    ``max_steps`` applies to one invocation (not given: run to the end); the other resumable options
+    keep their saved values unless given.
 
     Args:
         cfg: The options given with ``--resume``.
@@ -265,8 +278,8 @@ def merge_resume(cfg, saved):
                             f"{', '.join(changed)}",
                             f"drop them, or start a new run with another --output; a resumed run may change "
                             f"{', '.join(flag(n) for n in RESUMABLE if n != 'resume')}")
-    updates = {n: getattr(cfg, n) for n in RESUMABLE}
-    updates["data"] = cfg.data if cfg.data is not None else saved.data
+    updates = {n: getattr(cfg, n) for n in RESUMABLE
+               if n in given or FIELDS[n].metadata["resumable"] == "now"}
     return dataclasses.replace(saved, output=run_dir, overwrite=False, **updates)
 
 
