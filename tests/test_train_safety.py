@@ -131,6 +131,9 @@ BAD_OPTIONS = [
     (["--mixup", "0.8", "--batch-size", "15"], "--batch-size 15 is odd"),
     (["--model", "cait_xxs24x"], "unknown model 'cait_xxs24x'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["--output", ""], "--output is empty"),
+    (["--pretrained", "/nonexistent/w.pdparams"], "--pretrained /nonexistent/w.pdparams: no such file"),
+    (["--resume", "/nonexistent/run"], "--resume /nonexistent/run: no training checkpoint at"),
 ]
 
 
@@ -140,6 +143,14 @@ def test_bad_option_is_one_line_exit_2_and_touches_nothing(tmp_path, cifar_tar, 
     before = _snapshot(tmp_path)
     r = _cli("--data", cifar_tar, "--output", str(out), *args, cwd=tmp_path, timeout=120)
     _assert_one_line_error(r, message)
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_output_that_is_a_file(tmp_path, cifar_tar):
+    (tmp_path / "out").write_text("keep me")
+    before = _snapshot(tmp_path)
+    r = _cli(*TINY, "--data", cifar_tar, "--output", str(tmp_path / "out"))
+    _assert_one_line_error(r, "cannot write to output dir", "it is a file", "pass a writable --output")
     assert _snapshot(tmp_path) == before
 
 
@@ -214,10 +225,10 @@ def test_resume_refuses_what_it_cannot_honour(finished_run, tmp_path, args, mess
 
 
 def test_resume_from_another_directory_finds_the_data(finished_run, tmp_path):
-    # The saved --data is absolute; the resumable options may change.
-    r = _cli("--resume", str(finished_run), "--workers", "0", "--no-progress", cwd=tmp_path)
+    # The saved --data is absolute; --resume also takes the checkpoint file itself.
+    r = _cli("--resume", str(finished_run / "checkpoint.pdckpt"), "--workers", "0", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "resumed" in r.stdout
+    assert f"resumed {finished_run} at step 10/10" in r.stdout
 
 
 # --- data -----------------------------------------------------------------------------------------------------------

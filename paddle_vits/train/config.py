@@ -119,8 +119,8 @@ class TrainConfig:
     workers: int = _option(2, "DataLoader worker processes", range=Range(0, 64), resumable="saved")
     seed: int = _option(42, "seed of the initial weights, data order, augmentation and dropout",
                         range=Range(0, 2 ** 32 - 1))
-    max_steps: int = _option(None, "stop after N optimizer steps counted from the start of the run (at most "
-                                   "epochs x steps per epoch; with --resume, at least the checkpoint's step)",
+    max_steps: int = _option(None, "stop once N optimizer steps, counted from the start of the run, are done "
+                                   "(the run ends after --epochs anyway; with --resume, N >= the checkpoint's step)",
                              range=AT_LEAST_1, unset="all epochs", metavar="N", resumable="now")
     save_every: int = _option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)",
                               range=NON_NEGATIVE, metavar="N", resumable="saved")
@@ -144,6 +144,9 @@ class TrainConfig:
             if not _has_type(value, f.type):
                 raise TrainingError(f"{flag(f.name)} must be {_type_name(f.type)}, got {value!r}",
                                     _valid(f) or f"pass {_type_name(f.type)}")
+            if f.type is str and not os.fspath(value):
+                raise TrainingError(f"{flag(f.name)} is empty", f"give a value or leave it unset for {meta['unset']}"
+                                    if f.default is None else "give a value")
             if meta["range"] is not None and value not in meta["range"]:
                 raise TrainingError(f"{flag(f.name)} {value} is out of range", _valid(f))
             if meta["choices"] is not None and value not in meta["choices"]:
@@ -262,6 +265,8 @@ def merge_resume(cfg, saved):
         raise TrainingError("--overwrite and --resume exclude each other",
                             "--resume continues the run; --overwrite (without --resume) replaces it")
     run_dir = os.fspath(cfg.resume)
+    if os.path.isfile(run_dir):  # the checkpoint file itself
+        run_dir = os.path.dirname(run_dir) or "."
     if cfg.output is not None and os.path.realpath(cfg.output) != os.path.realpath(run_dir):
         raise TrainingError(f"--output {cfg.output} is not the resumed run's directory {run_dir}",
                             "a resumed run writes into its own directory: drop --output (to branch a run, copy "

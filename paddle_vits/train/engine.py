@@ -16,27 +16,24 @@ import functools
 import json
 import math
 import os
-import random
 import signal
 import sys
 import time
-import zlib
 
 import numpy as np
 import paddle
 import paddle.distributed as dist
 
-import paddle_vits
-
-from ..data.cifar import CIFAR10, find_or_download_cifar10, read_cifar10
+from ..data.cifar import CIFAR10
 from ..data.mixup import Mixup, one_hot
 from ..data.train_transforms import eval_transform, train_transform
-from ..utils import remove_stale_temps, set_num_threads
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_optimizer_state, restore_rng_state
-from .config import TrainingError, merge_resume, resolve_config
+from ..utils import set_num_threads
+from .checkpoint import CHECKPOINT_NAME, load_optimizer_state, restore_rng_state
+from .config import TrainingError
 from .loss import soft_target_cross_entropy
 from .optim import build_optimizer, build_scheduler
-from .runlog import RunLog, run_files
+from .preflight import check_resume_fits, data_geometry, start
+from .runlog import RunLog
 from .sampler import EpochBatchSampler
 
 
@@ -50,68 +47,6 @@ def _die_with_parent(parent_pid, worker_id):
         ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     if os.getppid() != parent_pid:  # the trainer died before prctl took effect
         os._exit(1)
-
-
-def load_for_finetune(model, path, model_name):
-    """Load ImageNet weights for fine-tuning: classifier re-initialised, position embeddings resized.
-
-    Returns the list of re-initialised classifier keys.
-    """
-    from ..convert import CheckpointError, load_pretrained
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise TrainingError(f"--pretrained {path}: no such file", "check the path")
-    try:
-        return load_pretrained(model, path, model_name, reinit_head=True, resize_pos_embed=True)
-    except (CheckpointError, ValueError) as e:
-        raise TrainingError(f"--pretrained {path}: {e}") from e
-
-
-def _data_geometry(data, batch_size, world):
-    """What a resumed run must share with its checkpoint: data sizes, classes, labels and batch layout."""
-    (_, train_labels), (_, val_labels) = data["train"], data["test"]
-    return {"train_images": int(len(train_labels)), "val_images": int(len(val_labels)),
-            "classes": list(data["classes"]), "labels_crc32": zlib.crc32(np.ascontiguousarray(train_labels)),
-            "world_size": int(world), "batch_size": int(batch_size),
-            "steps_per_epoch": int(len(train_labels)) // (batch_size * world)}
-
-
-def _check_resume_fits(ckpt, geometry, model, cfg):
-    """Raise :class:`TrainingError` naming what differs between the checkpoint and this run."""
-    saved = ckpt.get("geometry") or {}
-    diffs = [f"{k} {saved[k]} -> {v}" for k, v in geometry.items() if k in saved and saved[k] != v]
-    if diffs:
-        raise TrainingError(f"--resume {cfg.resume}: this run does not match the checkpoint ({'; '.join(diffs)})",
-                            "resume with the run's data and the same number of processes")
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(np.shape(v)) for k, v in ckpt["model"].items()}
-    diffs = ([f"missing {k}" for k in sorted(own.keys() - theirs.keys())]
-             + [f"unexpected {k}" for k in sorted(theirs.keys() - own.keys())]
-             + [f"{k} {theirs[k]} vs {own[k]}" for k in sorted(own.keys() & theirs.keys()) if own[k] != theirs[k]])
-    if diffs:
-        more = f" and {len(diffs) - 3} more" if len(diffs) > 3 else ""
-        raise TrainingError(f"--resume {cfg.resume}: the checkpoint's weights do not fit {cfg.model} "
-                            f"({', '.join(diffs[:3])}{more})", "resume with the paddle_vits version that wrote it")
-    if cfg.max_steps is not None and cfg.max_steps < int(ckpt["step"]):
-        raise TrainingError(f"--max-steps {cfg.max_steps} is below the checkpoint's step {int(ckpt['step'])}",
-                            "--max-steps counts from the start of the run: give a larger value or omit it")
-
-
-def _build_model(cfg, num_classes):
-    kwargs = cfg.model_kwargs or {}
-    try:
-        return paddle_vits.create_model(cfg.model, num_classes=num_classes, img_size=cfg.img_size,
-                                        drop_path_rate=cfg.drop_path, **kwargs)
-    except TypeError as e:
-        if not kwargs:
-            raise
-        raise TrainingError(f"{cfg.model} does not take the model arguments {json.dumps(kwargs)}: {e}",
-                            "check --model-kwargs") from e
-    except ValueError as e:
-        given = f"img_size={cfg.img_size}" + "".join(f", {k}={v!r}" for k, v in kwargs.items())
-        raise TrainingError(f"cannot build {cfg.model} with {given}: {e}",
-                            "change --img-size or --model-kwargs") from e
 
 
 class _Run:
@@ -138,7 +73,7 @@ class _Run:
         self.scaler = paddle.amp.GradScaler() if self.amp == "float16" else None
         self.mixup = (Mixup(cfg.mixup, cfg.cutmix, cfg.mixup_prob, smoothing=cfg.smoothing,
                             num_classes=len(self.classes), seed=cfg.seed) if (cfg.mixup or cfg.cutmix) else None)
-        self.geometry = _data_geometry(data, cfg.batch_size, self.world)
+        self.geometry = data_geometry(data, cfg.batch_size, self.world)
         self.step, self.best_acc, self.sums = 0, -1.0, [0.0, 0.0, 0.0]
         self.last_eval = (None, None)
 
@@ -302,55 +237,6 @@ def _local_world_size():
     return int(os.environ.get("PADDLE_LOCAL_SIZE") or os.environ.get("PADDLE_TRAINERS_NUM") or 1)
 
 
-def _check_output(cfg, resuming):
-    """Refuse an output directory that holds a run (unless resumed or ``overwrite``) or cannot be written."""
-    out = cfg.output
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise TrainingError(f"cannot write to output dir {out!r}: it is a file", "pass a writable --output")
-    found = run_files(out) if os.path.isdir(out) and not resuming else []
-    if found and not cfg.overwrite:
-        raise TrainingError(f"{out} holds a run ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''})",
-                            f"continue it with --resume {out}, replace it with --overwrite, or pass another --output")
-    parent = os.path.abspath(out)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise TrainingError(f"cannot write to output dir {out!r} ({parent} is not a writable directory)",
-                            "pass a writable --output")
-
-
-def _prepare_output(out_dir):
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as e:
-        raise TrainingError(f"cannot write to output dir {out_dir!r} ({e.strerror or e})",
-                            "pass a writable --output") from e
-    remove_stale_temps(out_dir)
-
-
-def _start(cfg, data):
-    """Everything that may fail before the first write: options, checkpoint, output dir, data and model."""
-    ckpt = None
-    if cfg.resume:
-        try:
-            ckpt = load_checkpoint(cfg.resume)
-        except (OSError, ValueError) as e:
-            raise TrainingError(f"--resume {cfg.resume}: {e}",
-                                "--resume takes the output dir of a run (it holds a checkpoint)") from e
-        cfg = merge_resume(cfg, ckpt["config"])
-    cfg = resolve_config(cfg)
-    if dist.get_rank() == 0:
-        _check_output(cfg, resuming=ckpt is not None)
-    if data is None:
-        data = read_cifar10(find_or_download_cifar10(cfg.data))
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    paddle.seed(cfg.seed)  # the model's initial weights (same on every rank)
-    model = _build_model(cfg, len(data["classes"]))
-    reinitialised = load_for_finetune(model, cfg.pretrained, cfg.model) if cfg.pretrained and ckpt is None else None
-    return cfg, ckpt, data, model, reinitialised
-
-
 def train(cfg, data=None):
     """Train (or resume) on CIFAR-10 as configured by ``cfg`` (:class:`~paddle_vits.train.TrainConfig`).
 
@@ -369,7 +255,7 @@ def train(cfg, data=None):
             file, unwritable output dir, NaN loss. Nothing is written before these checks pass.
         paddle_vits.data.cifar.CifarError: missing or corrupt dataset.
     """
-    cfg, ckpt, data, model, reinitialised = _start(cfg, data)
+    cfg, ckpt, data, model, reinitialised = start(cfg, data)
     world = dist.get_world_size()
     set_num_threads(cfg.threads or max(1, _num_cores() // _local_world_size()))
     if world > 1:
@@ -379,11 +265,8 @@ def train(cfg, data=None):
     run = _Run(cfg, data, model, log)
     log.data.update(steps_per_epoch=run.steps_per_epoch, total_steps=run.total_steps, world_size=run.world)
     if ckpt is not None:
-        _check_resume_fits(ckpt, run.geometry, model, cfg)
-    if log.writer:
-        _prepare_output(cfg.output)
-        if cfg.overwrite:
-            log.clear()
+        check_resume_fits(ckpt, run.geometry, model, cfg)
+    log.prepare(cfg.overwrite)
     if ckpt is not None:
         run.resume(ckpt)
         log.say(f"resumed {cfg.output} at step {run.step}/{run.total_steps}")

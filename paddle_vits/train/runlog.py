@@ -9,8 +9,9 @@ import os
 import shutil
 import sys
 
-from ..utils.io import atomic_save, atomic_write_text
+from ..utils.io import atomic_save, atomic_write_text, remove_stale_temps
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint
+from .config import TrainingError
 from .report import plot_curves, plot_predictions, write_logs
 
 # What a run writes into its output directory (``--overwrite`` removes exactly these).
@@ -95,12 +96,20 @@ class RunLog:
                 self.vdl.add_scalar(f"{prefix}/{k}", v, step)
 
     @_writer_only
-    def clear(self):
-        """Remove the run files (and VisualDL logs) of an earlier run in the output directory (``--overwrite``)."""
-        for name in run_files(self.out_dir):
-            os.remove(self.path(name))
-        if os.path.isdir(self.path(VISUALDL_DIR)):
-            shutil.rmtree(self.path(VISUALDL_DIR))
+    def prepare(self, overwrite=False):
+        """Create the output directory and remove temporaries of interrupted writes; with ``overwrite``, also
+        the files (and VisualDL logs) of the run it held."""
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+        except OSError as e:
+            raise TrainingError(f"cannot write to output dir {self.out_dir!r} ({e.strerror or e})",
+                                "pass a writable --output") from e
+        remove_stale_temps(self.out_dir)
+        if overwrite:
+            for name in run_files(self.out_dir):
+                os.remove(self.path(name))
+            if os.path.isdir(self.path(VISUALDL_DIR)):
+                shutil.rmtree(self.path(VISUALDL_DIR))
 
     @_writer_only
     def write_text(self, name, text):
