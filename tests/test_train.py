@@ -355,3 +355,38 @@ def test_recipe_fills_only_unset_options(cifar_tar, tmp_path):
     assert {k: getattr(filled, k) for k in recipe} == recipe
     mine = resolve_config(TrainConfig(model=name, batch_size=8, lr=0.01))
     assert (mine.batch_size, mine.lr, mine.epochs) == (8, 0.01, recipe["epochs"])
+
+
+def test_plots_return_their_figure(tmp_path):
+    from matplotlib.figure import Figure
+
+    from paddle_vits.train import plot_curves, plot_predictions
+
+    log = {"steps_per_epoch": 2, "steps": [{"step": 1, "epoch": 0, "loss": 2.0, "lr": 1e-3},
+                                           {"step": 2, "epoch": 0, "loss": 1.5, "lr": 1e-3}],
+           "epochs": [{"epoch": 0, "step": 2, "train_loss": 1.7, "train_acc": 0.3, "val_loss": 1.6, "val_acc": 0.4}],
+           "final": {"step": 3, "val_loss": 1.4, "val_acc": 0.5}}
+    fig = plot_curves(log)
+    assert isinstance(fig, Figure) and os.listdir(tmp_path) == []
+    assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 1, 1, 1]  # steps, train, val, final
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    fig = plot_predictions(images, [0, 1, 2], [0, 2, 2], ["a", "b", "c"], path=str(tmp_path / "p.png"), ncols=2)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a / a", "b / c", "c / c"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG" and os.listdir(tmp_path) == ["p.png"]
+
+
+def test_run_log_off_rank_0_writes_nothing(tmp_path):
+    from paddle_vits.train import RunLog
+
+    out = tmp_path / "run"
+    log = RunLog(str(out), writer=False, header={"config": {}}, visualdl=True)
+    log.prepare(overwrite=True)
+    log.say("hello")
+    log.add_step({"step": 1, "epoch": 0, "loss": 1.0, "lr": 0.1})
+    log.add_epoch({"epoch": 0, "step": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5})
+    layer = paddle.nn.Linear(2, 2)
+    log.save(layer.state_dict(), "w.pdparams")
+    log.write_text("config.json", "{}")
+    log.write_reports()
+    log.close()
+    assert not out.exists() and len(log.data["steps"]) == 1  # kept in memory, never written

@@ -87,7 +87,8 @@ class TrainConfig:
     """Options of :func:`paddle_vits.train.train`; ``None`` fields mean what their ``unset`` says.
 
     ``scripts/train.py`` offers every field as ``--field-name`` (booleans that default to true as
-    ``--no-field-name``).
+    ``--no-field-name``). With ``resume``, the options "given" are those on the command line
+    (:func:`config_from_argv`), or for a config built in Python those that differ from their default.
     """
 
     model: str = _option("wavevit_s", "registered model name or alias (python scripts/list_models.py)")

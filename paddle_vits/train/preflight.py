@@ -36,7 +36,6 @@ def load_for_finetune(model, path, model_name):
         raise TrainingError(f"--pretrained {path}: {e}") from e
 
 
-
 def data_geometry(data, batch_size, world):
     """What a resumed run must share with its checkpoint: data sizes, classes, labels and batch layout."""
     (_, train_labels), (_, val_labels) = data["train"], data["test"]
@@ -44,7 +43,6 @@ def data_geometry(data, batch_size, world):
             "classes": list(data["classes"]), "labels_crc32": zlib.crc32(np.ascontiguousarray(train_labels)),
             "world_size": int(world), "batch_size": int(batch_size),
             "steps_per_epoch": int(len(train_labels)) // (batch_size * world)}
-
 
 
 def check_resume_fits(ckpt, geometry, model, cfg):
@@ -68,8 +66,8 @@ def check_resume_fits(ckpt, geometry, model, cfg):
                             "--max-steps counts from the start of the run: give a larger value or omit it")
 
 
-
 def build_model(cfg, num_classes):
+    """The configured model; a build error is reported with the model's own message."""
     kwargs = cfg.model_kwargs or {}
     try:
         return paddle_vits.create_model(cfg.model, num_classes=num_classes, img_size=cfg.img_size,
@@ -83,7 +81,6 @@ def build_model(cfg, num_classes):
         given = f"img_size={cfg.img_size}" + "".join(f", {k}={v!r}" for k, v in kwargs.items())
         raise TrainingError(f"cannot build {cfg.model} with {given}: {e}",
                             "change --img-size or --model-kwargs") from e
-
 
 
 def check_output(cfg, resuming):
@@ -101,7 +98,6 @@ def check_output(cfg, resuming):
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
         raise TrainingError(f"cannot write to output dir {out!r} ({parent} is not a writable directory)",
                             "pass a writable --output")
-
 
 
 def start(cfg, data):
