@@ -273,6 +273,31 @@ def test_resume_with_weights_that_do_not_fit(cifar_tar, tmp_path):
         train(TrainConfig(resume=str(tmp_path), progress=False))
 
 
+@pytest.mark.parametrize("content", [b"", b"\x80\x04garbage", b"not a pickle at all"])
+def test_resume_from_a_damaged_checkpoint(finished_run, tmp_path, content):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    (copy / "checkpoint.pdckpt").write_bytes(content)
+    before = _snapshot(copy)
+    r = _cli("--resume", str(copy), cwd=tmp_path)
+    _assert_one_line_error(r, "checkpoint.pdckpt is unreadable")
+    assert _snapshot(copy) == before
+
+
+def test_resume_from_a_checkpoint_without_its_state(finished_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    ckpt = load_checkpoint(copy)
+    del ckpt["optimizer"]
+    paddle.save(ckpt, str(copy / "checkpoint.pdckpt"))
+    r = _cli("--resume", str(copy), cwd=tmp_path)
+    _assert_one_line_error(r, "is not a training checkpoint written by paddle_vits.train (no valid optimizer)")
+
+
 def test_stale_temps_are_removed_at_start(finished_run, tmp_path):
     import shutil
 

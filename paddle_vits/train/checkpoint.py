@@ -100,7 +100,24 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no training checkpoint at {path}; --resume takes the output dir of a run "
                                 f"(it holds {CHECKPOINT_NAME})")
-    ckpt = paddle.load(path, return_numpy=True)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
-        raise ValueError(f"{path} is not a training checkpoint written by paddle_vits.train")
+    try:
+        ckpt = paddle.load(path, return_numpy=True)
+    except Exception as e:  # any unpickling failure of a damaged file
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e}); resume from an intact copy or start "
+                         "again with --overwrite") from e
+    _check_contents(ckpt, path)
     return ckpt
+
+
+_CONTENTS = {"model": dict, "optimizer": dict, "scheduler": dict, "rng": dict, "step": int, "best_acc": float,
+             "epoch_sums": (list, tuple), "config": dict}
+
+
+def _check_contents(ckpt, path):
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path} is not a training checkpoint written by paddle_vits.train")
+    bad = [k for k, t in _CONTENTS.items() if not isinstance(ckpt.get(k), t if k not in ("step", "best_acc")
+                                                             else (int, float, np.number))]
+    if bad:
+        raise ValueError(f"{path} is not a training checkpoint written by paddle_vits.train (no valid "
+                         f"{', '.join(bad)})")
