@@ -75,7 +75,7 @@ def build_model(cfg, num_classes):
     except TypeError as e:
         if not kwargs:
             raise
-        raise TrainingError(f"{cfg.model} does not take the model arguments {json.dumps(kwargs)}: {e}",
+        raise TrainingError(f"cannot build {cfg.model} with the model arguments {json.dumps(kwargs)}: {e}",
                             "check --model-kwargs") from e
     except ValueError as e:
         given = f"img_size={cfg.img_size}" + "".join(f", {k}={v!r}" for k, v in kwargs.items())
