@@ -298,6 +298,17 @@ def test_resume_from_a_checkpoint_without_its_state(finished_run, tmp_path):
     _assert_one_line_error(r, "is not a training checkpoint written by paddle_vits.train (no valid optimizer)")
 
 
+def test_resume_with_a_damaged_log_keeps_training(finished_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    (copy / "log.json").write_text("{not json")
+    r = _cli("--resume", str(copy), "--workers", "0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "log.json is unreadable" in r.stdout and json.load(open(copy / "log.json"))["step"] == 10
+
+
 def test_stale_temps_are_removed_at_start(finished_run, tmp_path):
     import shutil
 

@@ -75,10 +75,16 @@ class RunLog:
         """Take the rows up to ``step`` from the ``log.json`` of the run being resumed."""
         if not (self.writer and os.path.isfile(self.path("log.json"))):
             return
-        with open(self.path("log.json")) as f:
-            old = json.load(f)
-        self.data["steps"] = [s for s in old.get("steps", []) if s["step"] <= step]
-        self.data["epochs"] = [e for e in old.get("epochs", []) if e["epoch"] < step // steps_per_epoch]
+        try:
+            with open(self.path("log.json")) as f:
+                old = json.load(f)
+            steps = [s for s in old["steps"] if s["step"] <= step]
+            epochs = [e for e in old["epochs"] if e["epoch"] < step // steps_per_epoch]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self.say(f"{self.path('log.json')} is unreadable ({type(e).__name__}: {e}); "
+                     f"the log restarts at step {step}")
+            return
+        self.data["steps"], self.data["epochs"] = steps, epochs
 
     def add_step(self, row):
         self.data["steps"].append(row)
