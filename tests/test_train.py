@@ -231,7 +231,8 @@ def test_resume_from_a_dir_without_checkpoint(tmp_path):
 @pytest.mark.parametrize("kw,msg", [(dict(batch_size=300), "cannot fill one batch"),
                                     (dict(mixup=0.8, batch_size=15), "even --batch-size"),
                                     (dict(amp="float8"), "--amp 'float8' is not one of its choices"),
-                                    (dict(model_kwargs=dict(no_such_arg=1)), "cannot build cait_xxs_24 with the model arguments .*no_such_arg")])
+                                    (dict(model_kwargs=dict(no_such_arg=1)),
+                                     "cannot build cait_xxs_24 with the model arguments .*no_such_arg")])
 def test_bad_options(cifar_tar, tmp_path, kw, msg):
     with pytest.raises(TrainingError, match=msg):
         train(_cfg(cifar_tar, tmp_path, **kw))
