@@ -131,26 +131,43 @@ def test_offline_missing_data_says_where_to_put_it(tmp_path, monkeypatch):
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(socket, "create_connection", unreachable)
-    missing = tmp_path / "nowhere" / "cifar-10-python.tar.gz"
+    monkeypatch.chdir(tmp_path)  # the default path data/cifar-10-python.tar.gz is absent
     with pytest.raises(CifarError) as e:
-        find_or_download_cifar10(missing)
+        find_or_download_cifar10()
     msg = str(e.value)
-    assert "offline" in msg and str(missing) in msg and "--data" in msg and cifar.CIFAR10_OFFICIAL_URL in msg
+    assert "offline" in msg and cifar.DEFAULT_PATH in msg and "--data" in msg and cifar.CIFAR10_OFFICIAL_URL in msg
 
 
 def test_no_download_requested(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(CifarError, match="not found at"):
-        find_or_download_cifar10(tmp_path / "a.tar.gz", download=False)
+        find_or_download_cifar10(cifar.DEFAULT_PATH, download=False)
 
 
-def test_existing_path_and_paddle_cache_are_used(tmp_path, monkeypatch, cifar_tar):
-    assert find_or_download_cifar10(cifar_tar) == cifar_tar
+def _paddle_cache(tmp_path, monkeypatch, cifar_tar):
     monkeypatch.setenv("HOME", str(tmp_path))
     cache = tmp_path / ".cache" / "paddle" / "dataset" / "cifar" / "cifar-10-python.tar.gz"
     cache.parent.mkdir(parents=True)
     cache.write_bytes(open(cifar_tar, "rb").read())
-    assert find_or_download_cifar10(tmp_path / "absent.tar.gz") == str(cache)
+    return cache
+
+
+def test_existing_path_and_paddle_cache_are_used(tmp_path, monkeypatch, cifar_tar):
+    assert find_or_download_cifar10(cifar_tar) == cifar_tar
+    cache = _paddle_cache(tmp_path, monkeypatch, cifar_tar)
+    monkeypatch.chdir(tmp_path)
+    assert find_or_download_cifar10() == str(cache)
+    assert find_or_download_cifar10(cifar.DEFAULT_PATH) == str(cache)
+
+
+@pytest.mark.parametrize("given", ["absent.tar.gz", "data/cifar-10-pyhton.tar.gz", "data"])
+def test_a_given_path_never_falls_back_to_the_cache(tmp_path, monkeypatch, cifar_tar, given):
+    _paddle_cache(tmp_path, monkeypatch, cifar_tar)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(CifarError, match=f"CIFAR-10 archive {given} (does not exist|is a directory).*check --data"):
+        find_or_download_cifar10(given)
 
 
 def test_augmentation_is_a_function_of_seed_epoch_index(cifar_tar):

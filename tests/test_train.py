@@ -9,12 +9,13 @@ import numpy as np
 import paddle
 import pytest
 
+import paddle_vits
 from paddle_vits import registry
 from paddle_vits.convert.pos_embed import resize_pos_embed, resize_pos_embeds
 from paddle_vits.data.cifar import CifarError
-from paddle_vits.train import (EpochBatchSampler, TrainConfig, TrainingError, load_checkpoint, load_for_finetune,
-                               save_checkpoint, train)
-from paddle_vits.train.engine import recipe_for
+from paddle_vits.train import (RECIPES, EpochBatchSampler, TrainConfig, TrainingError, load_checkpoint,
+                               load_for_finetune, recipe_for, resolve_config, save_checkpoint, train)
+from paddle_vits.train.config import DEFAULT_RECIPE, NATIVE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,7 +93,7 @@ def test_resume_gives_the_uninterrupted_result(cifar_tar, tmp_path):
     full = train(_cfg(cifar_tar, tmp_path / "full", **opts))
     first = train(_cfg(cifar_tar, tmp_path / "parts", max_steps=7, **opts))  # stops mid-epoch 0
     assert first["step"] == 7 and load_checkpoint(tmp_path / "parts")["step"] == 7
-    train(TrainConfig(resume=str(tmp_path / "parts"), max_steps=13, workers=2, progress=False))
+    train(TrainConfig(resume=str(tmp_path / "parts"), max_steps=13, workers=1, progress=False))
     rest = train(TrainConfig(resume=str(tmp_path / "parts"), progress=False))
     assert rest["step"] == full["step"] == 20
     _assert_same_params(_params(tmp_path / "parts" / "final.pdparams"), _params(tmp_path / "full" / "final.pdparams"))
@@ -113,13 +114,14 @@ def test_resume_of_a_finished_run_changes_nothing(cifar_tar, tmp_path):
     _assert_same_params(before, _params(tmp_path / "final.pdparams"))
 
 
-def test_resume_says_which_options_it_ignores(cifar_tar, tmp_path, capsys):
+def test_resume_refuses_options_it_cannot_change(cifar_tar, tmp_path):
     train(_cfg(cifar_tar, tmp_path))
-    capsys.readouterr()
-    res = train(TrainConfig(resume=str(tmp_path), lr=0.5, epochs=3, progress=False))
-    out = capsys.readouterr().out
-    assert "ignored: " in out and "--lr 0.5 (kept: 0.001)" in out and "--epochs 3 (kept: 1)" in out
-    assert res["step"] == 10  # the saved run's single epoch, not 3
+    before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)}
+    with pytest.raises(TrainingError) as e:
+        train(TrainConfig(resume=str(tmp_path), lr=0.5, epochs=3, progress=False))
+    msg = str(e.value)
+    assert "cannot change --epochs 3 (saved: 1), --lr 0.5 (saved: 0.001)" in msg and "--max-steps" in msg
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == before
 
 
 def test_a_crash_while_saving_keeps_the_last_checkpoint(cifar_tar, tmp_path, monkeypatch):
@@ -185,16 +187,26 @@ def test_amp_on_cpu_says_it_is_ignored(cifar_tar, tmp_path, capsys):
 
 
 def test_unknown_model(cifar_tar, tmp_path):
-    with pytest.raises(TrainingError, match=r"unknown model 'cait_xxs24x'.*Did you mean .*cait_xxs24"):
+    with pytest.raises(TrainingError, match=r"unknown model 'cait_xxs24x'.*did you mean .*cait_xxs24"):
         train(TrainConfig(model="cait_xxs24x", data=cifar_tar, output=str(tmp_path)))
 
 
 @pytest.mark.parametrize("model,size,hint", [("cait_xxs_24", 30, "multiple of 16"),
                                              ("crossvit_9_dagger_224", 32, "img_size such as")])
 def test_image_size_the_model_cannot_take(cifar_tar, tmp_path, model, size, hint):
-    cfg = TrainConfig(model=model, data=cifar_tar, output=str(tmp_path), img_size=size, progress=False)
-    with pytest.raises(TrainingError, match=f"--img-size {size} does not fit {model}.*{hint}"):
+    cfg = TrainConfig(model=model, data=cifar_tar, output=str(tmp_path / "run"), img_size=size, progress=False)
+    with pytest.raises(TrainingError, match=f"cannot build {model} with img_size={size}: .*{hint}"):
         train(cfg)
+    assert os.listdir(tmp_path) == []
+
+
+def test_model_errors_are_reported_as_they_are(cifar_tar, tmp_path):
+    # A ValueError that has nothing to do with the image size keeps its own message.
+    cfg = _cfg(cifar_tar, tmp_path / "run", model_kwargs=dict(depth=2, embed_dim=190))
+    with pytest.raises(TrainingError) as e:
+        train(cfg)
+    assert "embed_dim=190" in str(e.value) and "does not fit" not in str(e.value)
+    assert os.listdir(tmp_path) == []
 
 
 def test_corrupt_archive(tmp_path):
@@ -218,8 +230,9 @@ def test_resume_from_a_dir_without_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("kw,msg", [(dict(batch_size=300), "cannot fill one batch"),
                                     (dict(mixup=0.8, batch_size=15), "even --batch-size"),
-                                    (dict(amp="float8"), "--amp takes"),
-                                    (dict(model_kwargs=dict(no_such_arg=1)), "does not take the model arguments")])
+                                    (dict(amp="float8"), "--amp 'float8' is not one of its choices"),
+                                    (dict(model_kwargs=dict(no_such_arg=1)),
+                                     "cannot build cait_xxs_24 with the model arguments .*no_such_arg")])
 def test_bad_options(cifar_tar, tmp_path, kw, msg):
     with pytest.raises(TrainingError, match=msg):
         train(_cfg(cifar_tar, tmp_path, **kw))
@@ -231,8 +244,10 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "train.py"), "--model", "cait_xxs_24",
                         "--data", str(bad), "--output", str(tmp_path / "out"), "--img-size", "32"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1
-    assert "error:" in r.stderr and "not a readable tar.gz" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]  # (Paddle may warn about OMP_NUM_THREADS first)
+    assert last.startswith("error:") and "not a readable tar.gz" in last and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def _pretrained_file(tmp_path, img_size):
@@ -314,8 +329,65 @@ def test_epoch_batch_sampler_shards_and_skips():
     assert list(ranks[0]) != batches[0]
 
 
-def test_recipes_follow_the_notebooks():
-    assert recipe_for("crossvit_9_dagger_224") == dict(batch_size=256, lr=3e-4, epochs=100, img_size=240)
-    assert recipe_for("wavevit_s") == dict(batch_size=128, lr=1e-4, epochs=50, img_size=224)
-    defaults = TrainConfig()
-    assert (defaults.opt, defaults.weight_decay, defaults.smoothing, defaults.seed) == ("adam", 1e-5, 0.1, 42)
+def test_recipes_go_by_registry_family():
+    # Every model and alias of a family gets that family's recipe; families without one the default.
+    families = {paddle_vits.get_model_info(n).family for n in paddle_vits.list_models()}
+    assert set(RECIPES) <= families
+    for name in paddle_vits.list_models(include_aliases=True):
+        info = paddle_vits.get_model_info(name)
+        expected = dict(RECIPES.get(info.family, DEFAULT_RECIPE))
+        if expected["img_size"] == NATIVE:
+            expected["img_size"] = info.input_size[-1]
+        assert recipe_for(name) == expected, name
+
+
+@pytest.mark.parametrize("family", sorted(RECIPES))
+def test_recipe_image_size_fits_every_model_of_its_family(family):
+    for name in paddle_vits.list_models():
+        if paddle_vits.get_model_info(name).family == family:
+            with paddle.LazyGuard():
+                paddle_vits.create_model(name, num_classes=10, img_size=recipe_for(name)["img_size"])
+
+
+def test_recipe_fills_only_unset_options(cifar_tar, tmp_path):
+    name = "crossvit_9_dagger_224"
+    recipe = recipe_for(name)
+    filled = resolve_config(TrainConfig(model=name))
+    assert {k: getattr(filled, k) for k in recipe} == recipe
+    mine = resolve_config(TrainConfig(model=name, batch_size=8, lr=0.01))
+    assert (mine.batch_size, mine.lr, mine.epochs) == (8, 0.01, recipe["epochs"])
+
+
+def test_plots_return_their_figure(tmp_path):
+    from matplotlib.figure import Figure
+
+    from paddle_vits.train import plot_curves, plot_predictions
+
+    log = {"steps_per_epoch": 2, "steps": [{"step": 1, "epoch": 0, "loss": 2.0, "lr": 1e-3},
+                                           {"step": 2, "epoch": 0, "loss": 1.5, "lr": 1e-3}],
+           "epochs": [{"epoch": 0, "step": 2, "train_loss": 1.7, "train_acc": 0.3, "val_loss": 1.6, "val_acc": 0.4}],
+           "final": {"step": 3, "val_loss": 1.4, "val_acc": 0.5}}
+    fig = plot_curves(log)
+    assert isinstance(fig, Figure) and os.listdir(tmp_path) == []
+    assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 1, 1, 1]  # steps, train, val, final
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    fig = plot_predictions(images, [0, 1, 2], [0, 2, 2], ["a", "b", "c"], path=str(tmp_path / "p.png"), ncols=2)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a / a", "b / c", "c / c"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG" and os.listdir(tmp_path) == ["p.png"]
+
+
+def test_run_log_off_rank_0_writes_nothing(tmp_path):
+    from paddle_vits.train import RunLog
+
+    out = tmp_path / "run"
+    log = RunLog(str(out), writer=False, header={"config": {}}, visualdl=True)
+    log.prepare(overwrite=True)
+    log.say("hello")
+    log.add_step({"step": 1, "epoch": 0, "loss": 1.0, "lr": 0.1})
+    log.add_epoch({"epoch": 0, "step": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5})
+    layer = paddle.nn.Linear(2, 2)
+    log.save(layer.state_dict(), "w.pdparams")
+    log.write_text("config.json", "{}")
+    log.write_reports()
+    log.close()
+    assert not out.exists() and len(log.data["steps"]) == 1  # kept in memory, never written

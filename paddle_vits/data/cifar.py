@@ -97,14 +97,20 @@ def _online(host="dataset.bj.bcebos.com", port=443, timeout=5.0):
 
 
 def find_or_download_cifar10(path=None, download=True):
-    """Path of ``cifar-10-python.tar.gz``: ``path`` if it exists, else Paddle's cache/download.
+    """Path of ``cifar-10-python.tar.gz``: ``path`` if it exists; for the default path
+    (``None`` or :data:`DEFAULT_PATH`) also Paddle's cache or download.
 
     Raises:
-        CifarError: absent and cannot be downloaded (offline or ``download=False``).
+        CifarError: a ``path`` other than the default that is not a file (a mistyped path never
+            falls back to another copy), or absent and cannot be downloaded (offline or ``download=False``).
     """
     path = os.fspath(path or DEFAULT_PATH)
     if os.path.isfile(path):
         return path
+    if os.path.abspath(path) != os.path.abspath(DEFAULT_PATH):
+        what = "is a directory, not" if os.path.isdir(path) else "does not exist; expected"
+        raise CifarError(f"CIFAR-10 archive {path} {what} cifar-10-python.tar.gz (check --data, or omit it to "
+                         f"use {DEFAULT_PATH} or Paddle's download cache)")
     cache = os.path.join(os.path.expanduser("~"), ".cache", "paddle", "dataset", "cifar", "cifar-10-python.tar.gz")
     if os.path.isfile(cache):
         return cache

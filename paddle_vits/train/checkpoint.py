@@ -1,4 +1,9 @@
-"""Training checkpoints: one atomically written file with the full resume state."""
+"""Training checkpoints: one atomically written file with the full resume state.
+
+The file holds only dicts, lists, tuples, numpy arrays, scalars and strings (tensors are stored as
+numpy arrays), so a restricted unpickler can read it. Paddle's RNG is not stored: the engine re-seeds
+it from ``(seed, step, rank)`` before every step.
+"""
 import os
 import random
 
@@ -11,15 +16,25 @@ CHECKPOINT_NAME = "checkpoint.pdckpt"
 
 
 def capture_rng_state():
-    """Python, numpy and Paddle (CPU generator) RNG states."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
+    """Python's and numpy's global RNG states."""
+    return {"python": random.getstate(), "numpy": np.random.get_state()}
 
 
 def restore_rng_state(state):
     """Set the RNG states captured by :func:`capture_rng_state`."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    paddle.set_rng_state(state["paddle"])
+    np.random.set_state(tuple(state["numpy"]))
+
+
+def to_numpy(obj):
+    """``obj`` with every tensor (in nested dicts, lists and tuples) replaced by its numpy array."""
+    if isinstance(obj, paddle.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_numpy(v) for v in obj)
+    return obj
 
 
 def _split_key(key, names):
@@ -65,15 +80,16 @@ def load_optimizer_state(optimizer, model, state):
     optimizer.set_state_dict(out)
 
 
-def save_checkpoint(path, model, optimizer, scheduler, **state):
-    """Write model, optimizer, scheduler, RNG states and ``state`` (epoch, step, ...) to ``path``.
+def save_checkpoint(path, model, optimizer, scheduler, scaler=None, **state):
+    """Write model, optimizer, scheduler, AMP loss scaler, RNG states and ``state`` (epoch, step, ...) to ``path``.
 
     The write goes to a temporary file renamed over ``path``: the previous
     checkpoint survives any crash during the save.
     """
     obj = {"model": model.state_dict(), "optimizer": structured_optimizer_state(optimizer, model),
-           "scheduler": scheduler.state_dict(), "rng": capture_rng_state(), **state}
-    atomic_save(obj, path)
+           "scheduler": scheduler.state_dict(), "rng": capture_rng_state(),
+           "scaler": scaler.state_dict() if scaler is not None else None, **state}
+    atomic_save(to_numpy(obj), path)
 
 
 def load_checkpoint(path):
@@ -84,7 +100,24 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no training checkpoint at {path}; --resume takes the output dir of a run "
                                 f"(it holds {CHECKPOINT_NAME})")
-    ckpt = paddle.load(path)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
-        raise ValueError(f"{path} is not a training checkpoint written by paddle_vits.train")
+    try:
+        ckpt = paddle.load(path, return_numpy=True)
+    except Exception as e:  # any unpickling failure of a damaged file
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e}); resume from an intact copy or start "
+                         "again with --overwrite") from e
+    _check_contents(ckpt, path)
     return ckpt
+
+
+_CONTENTS = {"model": dict, "optimizer": dict, "scheduler": dict, "rng": dict, "step": int, "best_acc": float,
+             "epoch_sums": (list, tuple), "config": dict}
+
+
+def _check_contents(ckpt, path):
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path} is not a training checkpoint written by paddle_vits.train")
+    bad = [k for k, t in _CONTENTS.items() if not isinstance(ckpt.get(k), t if k not in ("step", "best_acc")
+                                                             else (int, float, np.number))]
+    if bad:
+        raise ValueError(f"{path} is not a training checkpoint written by paddle_vits.train (no valid "
+                         f"{', '.join(bad)})")

@@ -1,38 +1,54 @@
-"""Run logs (JSON/CSV), learning curves and a prediction grid."""
+"""Run logs (JSON/CSV), learning curves and a prediction grid.
+
+The plot functions return their :class:`matplotlib.figure.Figure` (made without pyplot, so a
+notebook's backend is left alone; a notebook displays a returned figure) and save it when given a path.
+"""
 import csv
+import io
 import json
 import os
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..utils.io import atomic_path, atomic_write_text
 
-def atomic_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+
+def _csv_text(rows):
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
 
 
 def write_logs(out_dir, log):
-    """``log.json`` (everything), ``steps.csv`` (per-step loss/lr) and ``epochs.csv``."""
-    atomic_text(os.path.join(out_dir, "log.json"), json.dumps(log, indent=1))
+    """``log.json`` (everything), ``steps.csv`` (per-step loss/lr) and ``epochs.csv``, each written atomically."""
+    atomic_write_text(os.path.join(out_dir, "log.json"), json.dumps(log, indent=1))
     for name, rows in (("steps.csv", log["steps"]), ("epochs.csv", log["epochs"])):
-        if not rows:
-            continue
-        tmp = os.path.join(out_dir, name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, os.path.join(out_dir, name))
+        if rows:
+            atomic_write_text(os.path.join(out_dir, name), _csv_text(rows))
 
 
-def plot_curves(path, log):
+def _save(fig, path):
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    return fig
+
+
+def plot_curves(log, path=None):
     """Loss (per step, per epoch) and accuracy (per epoch) curves, plus the last evaluation
-    of a run stopped mid-epoch (``log["final"]``)."""
-    fig = Figure(figsize=(11, 4))  # no pyplot: leaves the caller's backend (e.g. a notebook's) alone
+    of a run stopped mid-epoch (``log["final"]``).
+
+    Args:
+        log: A run's ``log.json`` contents.
+        path: Also save the figure there as PNG.
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(11, 4))
     ax1, ax2 = fig.subplots(1, 2)
     spe = max(1, log.get("steps_per_epoch", 1))
     steps = log["steps"]
@@ -56,11 +72,15 @@ def plot_curves(path, log):
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return _save(fig, path)
 
 
-def plot_predictions(path, images, preds, labels, classes, ncols=6):
-    """Grid of uint8 HWC ``images`` titled ``pred / true`` (green right, red wrong)."""
+def plot_predictions(images, preds, labels, classes, path=None, ncols=6):
+    """Grid of HWC ``images`` (uint8, or floats in [0, 1]) titled ``pred / true`` (green right, red wrong).
+
+    Returns:
+        matplotlib.figure.Figure (also saved as PNG at ``path`` when given).
+    """
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig = Figure(figsize=(2 * ncols, 2.2 * nrows))
@@ -72,4 +92,4 @@ def plot_predictions(path, images, preds, labels, classes, ncols=6):
         ax.set_title(f"{classes[p]} / {classes[t]}", fontsize=8, color="green" if p == t else "red")
     fig.suptitle("predicted / true")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return _save(fig, path)

@@ -1,0 +1,123 @@
+"""Everything that may fail before a run writes anything: options, checkpoint, output dir, data, model.
+
+:func:`start` runs these checks in that order; :func:`check_resume_fits` compares a checkpoint with the
+run that would continue it (data, batch geometry, weights).
+"""
+import json
+import os
+import random
+import zlib
+
+import numpy as np
+import paddle
+import paddle.distributed as dist
+
+import paddle_vits
+
+from ..data.cifar import find_or_download_cifar10, read_cifar10
+from .checkpoint import load_checkpoint
+from .config import TrainingError, merge_resume, resolve_config
+from .runlog import run_files
+
+
+def load_for_finetune(model, path, model_name):
+    """Load ImageNet weights for fine-tuning: classifier re-initialised, position embeddings resized.
+
+    Returns the list of re-initialised classifier keys.
+    """
+    from ..convert import CheckpointError, load_pretrained
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise TrainingError(f"--pretrained {path}: no such file", "check the path")
+    try:
+        return load_pretrained(model, path, model_name, reinit_head=True, resize_pos_embed=True)
+    except (CheckpointError, ValueError) as e:
+        raise TrainingError(f"--pretrained {path}: {e}") from e
+
+
+def data_geometry(data, batch_size, world):
+    """What a resumed run must share with its checkpoint: data sizes, classes, labels and batch layout."""
+    (_, train_labels), (_, val_labels) = data["train"], data["test"]
+    return {"train_images": int(len(train_labels)), "val_images": int(len(val_labels)),
+            "classes": list(data["classes"]), "labels_crc32": zlib.crc32(np.ascontiguousarray(train_labels)),
+            "world_size": int(world), "batch_size": int(batch_size),
+            "steps_per_epoch": int(len(train_labels)) // (batch_size * world)}
+
+
+def check_resume_fits(ckpt, geometry, model, cfg):
+    """Raise :class:`TrainingError` naming what differs between the checkpoint and this run."""
+    saved = ckpt.get("geometry") or {}
+    diffs = [f"{k} {saved[k]} -> {v}" for k, v in geometry.items() if k in saved and saved[k] != v]
+    if diffs:
+        raise TrainingError(f"--resume {cfg.resume}: this run does not match the checkpoint ({'; '.join(diffs)})",
+                            "resume with the run's data and the same number of processes")
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(np.shape(v)) for k, v in ckpt["model"].items()}
+    diffs = ([f"missing {k}" for k in sorted(own.keys() - theirs.keys())]
+             + [f"unexpected {k}" for k in sorted(theirs.keys() - own.keys())]
+             + [f"{k} {theirs[k]} vs {own[k]}" for k in sorted(own.keys() & theirs.keys()) if own[k] != theirs[k]])
+    if diffs:
+        more = f" and {len(diffs) - 3} more" if len(diffs) > 3 else ""
+        raise TrainingError(f"--resume {cfg.resume}: the checkpoint's weights do not fit {cfg.model} "
+                            f"({', '.join(diffs[:3])}{more})", "resume with the paddle_vits version that wrote it")
+    if cfg.max_steps is not None and cfg.max_steps < int(ckpt["step"]):
+        raise TrainingError(f"--max-steps {cfg.max_steps} is below the checkpoint's step {int(ckpt['step'])}",
+                            "--max-steps counts from the start of the run: give a larger value or omit it")
+
+
+def build_model(cfg, num_classes):
+    """The configured model; a build error is reported with the model's own message."""
+    kwargs = cfg.model_kwargs or {}
+    try:
+        return paddle_vits.create_model(cfg.model, num_classes=num_classes, img_size=cfg.img_size,
+                                        drop_path_rate=cfg.drop_path, **kwargs)
+    except TypeError as e:
+        if not kwargs:
+            raise
+        raise TrainingError(f"cannot build {cfg.model} with the model arguments {json.dumps(kwargs)}: {e}",
+                            "check --model-kwargs") from e
+    except ValueError as e:
+        given = f"img_size={cfg.img_size}" + "".join(f", {k}={v!r}" for k, v in kwargs.items())
+        raise TrainingError(f"cannot build {cfg.model} with {given}: {e}",
+                            "change --img-size or --model-kwargs") from e
+
+
+def check_output(cfg, resuming):
+    """Refuse an output directory that holds a run (unless resumed or ``overwrite``) or cannot be written."""
+    out = cfg.output
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise TrainingError(f"cannot write to output dir {out!r}: it is a file", "pass a writable --output")
+    found = run_files(out) if os.path.isdir(out) and not resuming else []
+    if found and not cfg.overwrite:
+        raise TrainingError(f"{out} holds a run ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''})",
+                            f"continue it with --resume {out}, replace it with --overwrite, or pass another --output")
+    parent = os.path.abspath(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise TrainingError(f"cannot write to output dir {out!r} ({parent} is not a writable directory)",
+                            "pass a writable --output")
+
+
+def start(cfg, data):
+    """Everything that may fail before the first write: options, checkpoint, output dir, data and model."""
+    ckpt = None
+    if cfg.resume:
+        try:
+            ckpt = load_checkpoint(cfg.resume)
+        except (OSError, ValueError) as e:
+            raise TrainingError(f"--resume {cfg.resume}: {e}",
+                                "--resume takes the output dir of a run (it holds a checkpoint)") from e
+        cfg = merge_resume(cfg, ckpt["config"])
+    cfg = resolve_config(cfg)
+    if dist.get_rank() == 0:
+        check_output(cfg, resuming=ckpt is not None)
+    if data is None:
+        data = read_cifar10(find_or_download_cifar10(cfg.data))
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    paddle.seed(cfg.seed)  # the model's initial weights (same on every rank)
+    model = build_model(cfg, len(data["classes"]))
+    reinitialised = load_for_finetune(model, cfg.pretrained, cfg.model) if cfg.pretrained and ckpt is None else None
+    return cfg, ckpt, data, model, reinitialised
