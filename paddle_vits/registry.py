@@ -172,9 +172,11 @@ def create_model(name, pretrained=False, num_classes=None, **kwargs):
 
     Args:
         name: Registered name or alias (see :func:`list_models`).
-        pretrained: ``False``, or a path to weights: a converted ``.pdparams``
-            file, or an official PyTorch checkpoint (``.pth``/``.pt``/
-            ``.safetensors``), which is converted on the fly.
+        pretrained: ``False``; ``True`` (the default release, downloaded,
+            verified and cached on first use: :mod:`paddle_vits.hub`); a release
+            tag (``"fb_dist_in1k"``, see ``paddle_vits.hub.list_weights(name)``);
+            or a path to weights: a converted ``.pdparams`` file, or an official
+            PyTorch checkpoint (``.pth``/``.pt``/``.safetensors``), converted on the fly.
         num_classes: Classifier outputs (default 1000); ``0`` removes the head
             (the model then returns pooled features of size ``model.num_features``).
             Given explicitly with ``pretrained``, a checkpoint head of another
@@ -193,12 +195,16 @@ def create_model(name, pretrained=False, num_classes=None, **kwargs):
     model.model_name = info.name
     model.model_info = info
     if pretrained:
-        if not isinstance(pretrained, (str, os.PathLike)):
+        if pretrained is not True and not isinstance(pretrained, (str, os.PathLike)):
             raise TypeError(
-                f"pretrained must be False or a path to a weights file, got {pretrained!r}. "
-                "Download the official weights and pass their path (see README: Weights)."
+                f"pretrained must be False, True, a release tag or a path to a weights file, got {pretrained!r}."
             )
         from .convert import load_pretrained
+        from .hub import is_weights_tag, resolve_pretrained
+
+        if pretrained is True or (isinstance(pretrained, str) and not os.path.exists(pretrained)
+                                  and is_weights_tag(info.name, pretrained)):
+            pretrained = resolve_pretrained(info.name, None if pretrained is True else pretrained)
 
         skipped = load_pretrained(model, pretrained, model_name=info.name, reinit_head=reinit_head)
         if skipped:

@@ -130,6 +130,6 @@ def test_list_models_pattern_and_aliases():
     assert paddle_vits.is_model(with_alias[-1])
 
 
-def test_pretrained_must_be_a_path():
+def test_pretrained_must_be_a_flag_tag_or_path():
     with pytest.raises(TypeError, match="path"):
-        create_model(ALL[0], pretrained=True)
+        create_model(ALL[0], pretrained=1)

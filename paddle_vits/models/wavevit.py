@@ -32,6 +32,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..hub import Weights, baidu_source, drive_source, register_weights
 from ..layers import DropPath, Mlp, init_weights_vit, zeros_
 from ..layers.wavelets import DWT2D, IDWT2D, interleave_permutation
 from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
@@ -490,3 +491,21 @@ def wavevit_b(**kwargs):
 def wavevit_l(**kwargs):
     return _create(dict(stem_hidden_dim=64, embed_dims=(96, 192, 384, 512), num_heads=(3, 6, 12, 16),
                         mlp_ratios=(8, 8, 4, 4), depths=(3, 6, 18, 3), sr_ratios=(4, 2, 1, 1)), **kwargs)
+
+
+# Released weights: YehLi/ImageNetModel classification/README.md, Google Drive and Baidu Pan
+# (access code "nets"); ImageNet-1k with token labeling. The file names are ours (Drive does
+# not show them in the link); sizes and sha256 are not published (None: the strict conversion
+# is the check).
+
+def _yehli(name, drive_id, baidu, size=224):
+    file = f"{name}.pth.tar"
+    return (Weights("in1k", (drive_source(drive_id, file), baidu_source(f"https://pan.baidu.com/s/{baidu}", "nets", file)),
+                    trained_on=f"ImageNet-1k, token labeling, {size} px"),)
+
+
+register_weights({
+    "wavevit_s": _yehli("wavevit_s", "1DLdqLRPiARBXAc9DQQtamVZnFtMWBurd", "1JfNgmBE5ieAGsBermjpSzQ"),
+    "wavevit_b": _yehli("wavevit_b", "1g-_eP_ty1JmEsiRqmErwFgf4XTo0ML61", "16DLjX7dKaZuULn7OrxVqyw"),
+    "wavevit_l": _yehli("wavevit_l", "11MitPmWgg3GB02ndLT4rFO3xc6n3Jmyh", "1L-ZQ1eiv4sdefvdi7Z4-bw"),
+})
