@@ -57,7 +57,7 @@ from typing import Optional, Tuple
 from .utils.cli import UserError
 
 __all__ = [
-    "Source", "Weights", "WeightsError", "register_weights", "unregister_weights", "list_weights",
+    "Source", "Weights", "WeightsError", "register_weights", "add_weights", "remove_weights", "list_weights",
     "get_weights", "resolve_pretrained", "weights_file", "cache_dir_for", "drive_confirm_url",
     "weights_markdown",
 ]
@@ -168,9 +168,19 @@ def register_weights(table, replace=False):
         _WEIGHTS[name] = entries
 
 
-def unregister_weights(name):
-    """Remove the weights entries of ``name`` (for tests and private tables)."""
-    _WEIGHTS.pop(name, None)
+def add_weights(model_name, weights):
+    """Add a release (a :class:`Weights` with a new tag) to a model: private fine-tunes, a local mirror, tests."""
+    name = _canonical(model_name)
+    entries = _WEIGHTS.get(name, ())
+    if any(w.tag == weights.tag for w in entries):
+        raise ValueError(f"{name} already has weights tagged {weights.tag!r}")
+    _WEIGHTS[name] = entries + (weights,)
+
+
+def remove_weights(model_name, tag):
+    """Remove the release ``tag`` of a model (the inverse of :func:`add_weights`)."""
+    name = _canonical(model_name)
+    _WEIGHTS[name] = tuple(w for w in _WEIGHTS.get(name, ()) if w.tag != tag)
 
 
 def _canonical(model_name):
