@@ -204,7 +204,7 @@ def get_weights(model_name, tag=None):
     entries = _WEIGHTS.get(name, ())
     if not entries:
         raise WeightsError(f"no released weights are registered for {name}",
-                           "pass a weights file by path, or see `scripts/list_models.py --weights`")
+                           "pass a weights file by path (`python scripts/list_models.py --weights-markdown` lists the releases)")
     if tag is None:
         return entries[0]
     for w in entries:
@@ -454,13 +454,18 @@ def _mirror_url(mirror, source):
     return f"{mirror.rstrip('/')}/{urllib.parse.quote(source.file_name)}"
 
 
-def _manual_help(name, weights, folder, tried):
-    lines = [f"put the file {weights.primary.file_name} at {os.path.join(folder, weights.primary.file_name)}"]
-    for s in weights.sources:
+def _manual_help(weights, folder):
+    """Where to put the file by hand: every source, with the exact cache path of each."""
+    lines = []
+    for i, s in enumerate(weights.sources):
+        where = os.path.join(folder, s.file_name)
         if s.kind == "baidu":
-            lines.append(f"from Baidu Pan {s.url} (access code {s.key}), saved as {os.path.join(folder, s.file_name)}")
-        elif s.url not in tried:
-            lines.append(f"or download {s.url} to {os.path.join(folder, s.file_name)}")
+            lines.append(f"{'or ' if i else ''}download Baidu Pan {s.url} (access code {s.key}) in a browser "
+                         f"and save it as {where}")
+        elif i == 0:
+            lines.append(f"put the file {s.file_name} (from {s.url}) at {where}")
+        else:
+            lines.append(f"or the file {s.url} saved as {where}")
     lines.append("or set PADDLE_VITS_MIRROR to a host serving it, or pass a file path as pretrained")
     return "; ".join(lines)
 
@@ -526,7 +531,7 @@ def resolve_pretrained(model_name, tag=None, *, mirror=None, cache_dir=None, pro
             _commit(part, path)
             return converted
         raise WeightsError(f"cannot download the {weights.tag} weights of {name}: " + "; ".join(failures),
-                           _manual_help(name, weights, folder, {u for u, _ in candidates}))
+                           _manual_help(weights, folder))
 
 
 def _fetch_source(url, source, part, *, timeout, retries, progress, desc, use_gdown):

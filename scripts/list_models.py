@@ -3,6 +3,7 @@
     python scripts/list_models.py            # every model
     python scripts/list_models.py 'cait_*'   # shell-style pattern (names and aliases)
     python scripts/list_models.py --markdown # README table
+    python scripts/list_models.py --weights-markdown  # README weights table (every released checkpoint)
 """
 import argparse
 import fnmatch
@@ -13,6 +14,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pattern", nargs="?", default=None, help="shell-style pattern, e.g. 'cait_*_384'")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--weights-markdown", action="store_true",
+                   help="print the markdown table of released weights (model, tag, sources, size, top-1)")
     return p.parse_args(argv)
 
 
@@ -39,6 +42,11 @@ def rows(pattern=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.weights_markdown:
+        from paddle_vits.hub import weights_markdown
+
+        print(weights_markdown(), end="")
+        return 0
     table = rows(args.pattern)
     if not table:
         print(f"no model matches {args.pattern!r}; run without a pattern to see all", file=sys.stderr)

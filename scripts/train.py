@@ -6,10 +6,13 @@
     python -m paddle.distributed.launch --gpus 0,1,2,3 scripts/train.py --model crossvit_9_dagger_224
 """
 import argparse
+import dataclasses
 import json
 import sys
 
+from paddle_vits import is_model
 from paddle_vits.data.cifar import CifarError
+from paddle_vits.hub import WeightsError, weights_file
 from paddle_vits.train import TrainConfig, TrainingError, train
 
 
@@ -42,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps")
     p.add_argument("--model-kwargs", type=json.loads, default=None, metavar="JSON",
                    help='extra model arguments, e.g. \'{"depth": 12}\' (smaller variants for quick runs)')
-    p.add_argument("--pretrained", default=None, help="ImageNet weights to fine-tune from (.pdparams or official)")
+    p.add_argument("--pretrained", default=None, help="ImageNet weights to fine-tune from (.pdparams or official "
+                   "file, or 'pretrained' / a release tag: downloaded and cached)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--val-batch-size", type=int, default=None)
@@ -63,8 +67,10 @@ def main(argv=None):
                       val_batch_size=a.val_batch_size,
                       progress=not a.no_progress, visualdl=not a.no_visualdl)
     try:
+        if cfg.pretrained and not cfg.resume and is_model(cfg.model):  # a bad name: train() says so
+            cfg = dataclasses.replace(cfg, pretrained=weights_file(cfg.model, cfg.pretrained))
         return train(cfg)
-    except (TrainingError, CifarError, FileNotFoundError) as e:
+    except (TrainingError, CifarError, FileNotFoundError, WeightsError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -223,13 +223,13 @@ def test_stalled_server_times_out_with_a_clear_message(server, release, tmp_path
 
 
 def test_404_names_url_file_and_cache_path(server, release, tmp_path):
-    release()
+    release_url = release().primary.url
     server.mode[FILE] = "404"
     with pytest.raises(WeightsError) as e:
         hub.resolve_pretrained(MODEL, TAG, mirror=server.url, progress=False)
     msg = str(e.value)
     assert "HTTP 404" in msg and f"{server.url}/{FILE}" in msg
-    assert f"put the file {FILE} at {_cache(tmp_path) / FILE}" in msg
+    assert f"put the file {FILE} (from {release_url}) at {_cache(tmp_path) / FILE}" in msg
     assert [r[0] for r in server.requests] == [FILE]  # a 404 is not retried
 
 
@@ -396,8 +396,9 @@ def test_baidu_only_release_prints_link_key_and_where_to_put_the_file(release, t
     finally:
         hub.remove_weights(MODEL, "baidu_only")
     msg = str(e.value)
-    assert "https://pan.baidu.com/s/1abc" in msg and "access code wxyz" in msg
-    assert str(_cache(tmp_path) / "x.pth") in msg
+    assert "cannot download" in msg
+    assert f"Baidu Pan https://pan.baidu.com/s/1abc (access code wxyz) in a browser and save it as " \
+           f"{_cache(tmp_path) / 'x.pth'}" in msg
 
 
 def test_weights_arg_of_scripts_takes_a_path_or_a_tag(server, release, tmp_path):
