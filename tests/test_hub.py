@@ -422,3 +422,40 @@ def test_weights_markdown_is_generated_from_the_registry():
     assert "Baidu Pan (code nkju)" in table
     readme = open(os.path.join(os.path.dirname(HERE), "README.md"), encoding="utf-8").read()
     assert table in readme, "README weights table is stale: python scripts/list_models.py --weights-markdown"
+
+
+# ---------------------------------------------------------------- paddle.hub
+
+
+REPO = os.path.dirname(HERE)
+
+
+def test_paddle_hub_lists_every_model_with_its_docstring():
+    import paddle_vits
+
+    assert sorted(paddle.hub.list(REPO, source="local")) == paddle_vits.list_models()
+    doc = paddle.hub.help(REPO, "crossvit_15_dagger_408", source="local")
+    assert doc.startswith("crossvit_15_dagger_408 (crossvit): ") and "crossvit_15_dagger_384" in doc
+    assert "``in1k``: ImageNet-1k, fine-tuned at 408/384 px" in doc
+
+
+@pytest.mark.parametrize("name", ["cait_xxs_24", "crossvit_tiny_224", "wavevit_s", "crossformer_t"])
+def test_paddle_hub_load_builds_every_family(name):
+    import paddle_vits
+
+    info = paddle_vits.get_model_info(name)
+    kwargs = dict(info.extra.get("test_kwargs", {}))
+    model = paddle.hub.load(REPO, name, source="local", num_classes=7, **kwargs)
+    assert model.model_name == name
+    size = kwargs.get("img_size", info.img_size)
+    model.eval()
+    with paddle.no_grad():
+        assert model(paddle.randn([1, 3, size, size])).shape == [1, 7]
+
+
+def test_paddle_hub_load_pretrained_downloads_through_the_mirror(server, release, monkeypatch):
+    release()
+    monkeypatch.setenv("PADDLE_VITS_MIRROR", server.url)
+    model = paddle.hub.load(REPO, MODEL, source="local", pretrained=TAG, num_classes=10, **SMALL)
+    np.testing.assert_allclose(*_fixture_logits(model), atol=1e-4)
+    assert server.requests == [(FILE, None)]
