@@ -35,9 +35,10 @@ Environment:
   server that sends nothing for that long is abandoned.
 * ``PADDLE_VITS_RETRIES`` (default 3): attempts per URL, with exponential backoff.
 
-Google Drive files use ``gdown`` when installed (``pip install gdown``) and
-otherwise a small fallback that follows Drive's "can't scan for viruses"
-confirmation page (:func:`drive_confirm_url`). Baidu Pan cannot be automated:
+Google Drive files are fetched by a small built-in client that follows Drive's
+"can't scan for viruses" confirmation page (:func:`drive_confirm_url`), with the
+same timeouts, retries and resumption; when Drive answers with something it
+cannot read, ``gdown`` (``pip install gdown``, the ``drive`` extra) is tried. Baidu Pan cannot be automated:
 the error prints the link, its access code and where to put the file.
 """
 import contextlib
@@ -535,20 +536,27 @@ def resolve_pretrained(model_name, tag=None, *, mirror=None, cache_dir=None, pro
 
 
 def _fetch_source(url, source, part, *, timeout, retries, progress, desc, use_gdown):
-    if source.kind == "drive" and use_gdown:
-        file_id = drive_file_id(source.url)
+    if not (source.kind == "drive" and use_gdown):
+        _download(url, part, timeout=timeout, retries=retries, progress=progress, desc=desc)
+        return
+    # Google Drive: the built-in client first (it has timeouts and resumes), gdown when that fails.
+    file_id = drive_file_id(source.url)
+    try:
+        _download(drive_download_url(file_id), part, timeout=timeout, retries=retries, progress=progress,
+                  desc=desc, drive=True)
+    except (_Fatal, WeightsError) as e:
         try:
             import gdown
         except ImportError:
-            gdown = None
-        if gdown is not None:
-            if gdown.download(id=file_id, output=part, quiet=not progress, resume=True) is None:
-                raise _Fatal("gdown could not download it")
-            return
-        url = drive_download_url(file_id)
-        _download(url, part, timeout=timeout, retries=retries, progress=progress, desc=desc, drive=True)
-        return
-    _download(url, part, timeout=timeout, retries=retries, progress=progress, desc=desc)
+            raise e from None
+        with contextlib.suppress(OSError):
+            os.remove(part)
+        try:
+            done = gdown.download(id=file_id, output=part, quiet=not progress)
+        except Exception as g:  # gdown raises its own types (FileURLRetrievalError, requests errors)
+            raise _Fatal(f"{e}; gdown: {g}") from None
+        if done is None:
+            raise _Fatal(f"{e}; gdown could not download it either") from None
 
 
 def weights_file(model_name, spec, **kwargs):
