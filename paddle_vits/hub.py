@@ -312,6 +312,11 @@ def _open(url, offset, timeout):
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
+def _range_starts_at(content_range, offset):
+    m = re.match(r"bytes (\d+)-", content_range or "")
+    return bool(m) and int(m.group(1)) == offset
+
+
 def _fetch_once(url, part, timeout, progress, desc, drive):
     """One attempt: append to ``part`` from where it ends. Returns the total size announced (or None)."""
     offset = os.path.getsize(part) if os.path.exists(part) else 0
@@ -328,6 +333,9 @@ def _fetch_once(url, part, timeout, progress, desc, drive):
         if drive and resp.headers.get_content_type() == "text/html":
             page = resp.read(2 << 20).decode("utf-8", "replace")
             raise _Redirect(drive_confirm_url(page, resp.geturl()))
+        if offset and resp.status == 206 and not _range_starts_at(resp.headers.get("Content-Range"), offset):
+            os.remove(part)
+            raise ConnectionError("the server answered another byte range; restarting the file")
         if offset and resp.status != 206:
             offset = 0  # no Range support: the server sends the whole file
         length = resp.headers.get("Content-Length")
@@ -522,13 +530,14 @@ def resolve_pretrained(model_name, tag=None, *, mirror=None, cache_dir=None, pro
                               desc=source.file_name, use_gdown=not mirror)
                 _verify_file(part, source)
                 _convert(name, weights, part, converted)
-            except _Fatal as e:
+            except _Fatal as e:  # the partial file stays: the next attempt resumes it
                 failures.append(f"{url}: {e}")
                 continue
-            except WeightsError:
+            except WeightsError as e:  # refused (size, sha256, conversion, a Drive page): never cached
                 with contextlib.suppress(OSError):
                     os.remove(part)
-                raise
+                failures.append(f"{url}: refused: {e}")
+                continue
             _commit(part, path)
             return converted
         raise WeightsError(f"cannot download the {weights.tag} weights of {name}: " + "; ".join(failures),

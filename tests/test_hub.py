@@ -459,3 +459,54 @@ def test_paddle_hub_load_pretrained_downloads_through_the_mirror(server, release
     model = paddle.hub.load(REPO, MODEL, source="local", pretrained=TAG, num_classes=10, **SMALL)
     np.testing.assert_allclose(*_fixture_logits(model), atol=1e-4)
     assert server.requests == [(FILE, None)]
+
+
+# ---------------------------------------------------------------- scripts take a release by name
+
+_RUNNER = """
+import runpy, sys
+sys.path.insert(0, {tests!r})
+from test_scripts import TINY, _official, register_tiny_model
+from paddle_vits import hub
+from paddle_vits.hub import Weights, http_source
+register_tiny_model()
+hub.add_weights(TINY, Weights("test_tiny", (http_source({url!r}),)))
+sys.argv = [{script!r}] + sys.argv[1:]
+runpy.run_path({path!r}, run_name="__main__")
+"""
+
+
+def _run_script(tmp_path, url, script, *args):
+    runner = tmp_path / f"run_{script}"
+    runner.write_text(_RUNNER.format(tests=HERE, url=url, script=script,
+                                     path=os.path.join(REPO, "scripts", script)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PADDLE_VITS_HOME=str(tmp_path / "home"),
+               PYTHONPATH=REPO)
+    env.pop("PADDLE_VITS_MIRROR", None)
+    return subprocess.run([sys.executable, str(runner), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_export_script_takes_a_release_tag_and_downloads_it_once(server, tmp_path):
+    from safetensors.numpy import save
+    from test_scripts import TINY, _official
+
+    server.files["tiny.safetensors"] = save(_official())
+    url = f"{server.url}/tiny.safetensors"
+    for weights in ("test_tiny", "pretrained"):  # the tag, then the default release: the same file
+        proc = _run_script(tmp_path, url, "export_model.py", "--model", TINY, "--weights", weights,
+                           "--out", tmp_path / weights)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert (tmp_path / weights / "model.pdiparams").is_file()
+    assert server.requests == [("tiny.safetensors", None)]
+    assert (tmp_path / "home" / "weights" / TINY / f"{TINY}.test_tiny.pdparams").is_file()
+
+
+@pytest.mark.parametrize("script,flag", [("export_model.py", "--weights"), ("train.py", "--pretrained")])
+def test_scripts_name_the_releases_when_the_weights_are_neither_file_nor_tag(tmp_path, script, flag):
+    from test_scripts import TINY
+
+    args = ["--model", TINY, flag, "no_such.pth"] + (["--out", tmp_path / "o"] if script == "export_model.py" else [])
+    proc = _run_script(tmp_path, "http://127.0.0.1:9/x", script, *args)
+    assert proc.returncode != 0
+    assert "error: weights file not found: 'no_such.pth'" in proc.stderr and "(test_tiny)" in proc.stderr
