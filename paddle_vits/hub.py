@@ -65,6 +65,7 @@ __all__ = [
 
 DEFAULT_HOME = os.path.join("~", ".cache", "paddle_vits")
 _CHUNK = 1 << 20
+_BACKOFF_S = 1.0  # seconds before the second attempt of a URL; doubles with each attempt (at most 30 s)
 _USER_AGENT = "paddle_vits-hub/1"
 
 
@@ -346,7 +347,7 @@ def _fetch_once(url, part, timeout, progress, desc, drive):
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=desc, disable=not progress, leave=False) as bar:
             while True:
-                chunk = resp.read(_CHUNK)
+                chunk = resp.read1(_CHUNK)  # what has arrived: a timeout later keeps it for the resume
                 if not chunk:
                     break
                 f.write(chunk)
@@ -368,7 +369,7 @@ def _download(url, part, *, timeout, retries, progress, desc, drive=False):
     attempt = 0
     while attempt < retries:
         if attempt:
-            time.sleep(min(2 ** (attempt - 1), 30) * _BACKOFF_S)
+            time.sleep(min(2 ** (attempt - 1) * _BACKOFF_S, 30))
         try:
             return _fetch_once(url, part, timeout, progress, desc, drive)
         except _Redirect as r:  # Drive's confirmation page: once, to the real file
@@ -384,13 +385,12 @@ def _download(url, part, *, timeout, retries, progress, desc, drive=False):
     raise _Fatal(_describe(last, timeout))
 
 
-_BACKOFF_S = 1.0  # seconds before the second attempt; doubles each attempt
-
-
 def _describe(exc, timeout):
     if isinstance(exc, (socket.timeout, TimeoutError)) or (
             isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, (socket.timeout, TimeoutError))):
         return f"no data for {timeout:g} s (timed out; PADDLE_VITS_TIMEOUT sets the limit)"
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, urllib.error.URLError):
         return f"cannot connect: {exc.reason}"
     if isinstance(exc, http.client.IncompleteRead):

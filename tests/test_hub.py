@@ -60,6 +60,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if name not in srv.files or mode == "404":
             self.send_error(404, "Not Found")
             return
+        if mode == "503_once" and not srv.dropped.get(name):
+            srv.dropped[name] = True
+            self.send_error(503, "Service Unavailable")
+            return
         data = srv.files[name]
         if mode == "stall":
             srv.release.wait(10)
@@ -82,6 +86,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if mode == "stall_once" and not srv.dropped.get(name):  # half the file, then silence
+            srv.dropped[name] = True
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            srv.release.wait(10)
             return
         if mode == "slow":  # about 3 s: long enough for a second process to be waiting on the lock
             step = max(1, len(body) // 60)
@@ -220,6 +230,22 @@ def test_stalled_server_times_out_with_a_clear_message(server, release, tmp_path
     msg = str(e.value)
     assert "timed out" in msg and f"{server.url}/{FILE}" in msg
     assert str(_cache(tmp_path) / FILE) in msg
+
+
+def test_server_error_is_retried_with_backoff(server, release):
+    release()
+    server.mode[FILE] = "503_once"
+    hub.resolve_pretrained(MODEL, TAG, mirror=server.url, progress=False, retries=2)
+    assert server.requests == [(FILE, None), (FILE, None)]
+
+
+def test_stall_in_the_middle_times_out_and_the_retry_resumes(server, release):
+    release()
+    server.mode[FILE] = "stall_once"
+    t0 = time.monotonic()
+    hub.resolve_pretrained(MODEL, TAG, mirror=server.url, progress=False, timeout=0.5, retries=2)
+    assert time.monotonic() - t0 < 6
+    assert server.requests == [(FILE, None), (FILE, f"bytes={len(DATA) // 2}-")]
 
 
 def test_404_names_url_file_and_cache_path(server, release, tmp_path):
