@@ -206,7 +206,8 @@ def get_weights(model_name, tag=None):
     entries = _WEIGHTS.get(name, ())
     if not entries:
         raise WeightsError(f"no released weights are registered for {name}",
-                           "pass a weights file by path (`python scripts/list_models.py --weights-markdown` lists the releases)")
+                           "pass a weights file by path "
+                           "(`python scripts/list_models.py --weights-markdown` lists the releases)")
     if tag is None:
         return entries[0]
     for w in entries:

@@ -508,8 +508,8 @@ def crossformer_l(**kwargs):
 
 def _cheerss(name, drive_id, baidu, key):
     file = f"{name}.pth"
-    return (Weights("in1k", (drive_source(drive_id, file), baidu_source(f"https://pan.baidu.com/s/{baidu}", key, file)),
-                    trained_on="ImageNet-1k, 224 px"),)
+    sources = (drive_source(drive_id, file), baidu_source(f"https://pan.baidu.com/s/{baidu}", key, file))
+    return (Weights("in1k", sources, trained_on="ImageNet-1k, 224 px"),)
 
 
 register_weights({

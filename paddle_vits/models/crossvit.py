@@ -416,8 +416,8 @@ def crossvit_18_dagger_408(**kwargs):
 # sha256 are not published (None: the strict conversion is the check).
 
 def _ibm(file, timm_name, trained_on="ImageNet-1k, 240 px"):
-    return (Weights("in1k", (http_source(f"https://github.com/IBM/CrossViT/releases/download/weights-0.1/{file}.pth"),
-                             hf_source(f"timm/{timm_name}.in1k")), trained_on=trained_on),)
+    url = f"https://github.com/IBM/CrossViT/releases/download/weights-0.1/{file}.pth"
+    return (Weights("in1k", (http_source(url), hf_source(f"timm/{timm_name}.in1k")), trained_on=trained_on),)
 
 
 register_weights({

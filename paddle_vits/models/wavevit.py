@@ -524,8 +524,8 @@ def wavevit_l_384(**kwargs):
 
 def _yehli(name, drive_id, baidu, size=224):
     file = f"{name}.pth.tar"
-    return (Weights("in1k", (drive_source(drive_id, file), baidu_source(f"https://pan.baidu.com/s/{baidu}", "nets", file)),
-                    trained_on=f"ImageNet-1k, token labeling, {size} px"),)
+    sources = (drive_source(drive_id, file), baidu_source(f"https://pan.baidu.com/s/{baidu}", "nets", file))
+    return (Weights("in1k", sources, trained_on=f"ImageNet-1k, token labeling, {size} px"),)
 
 
 register_weights({
