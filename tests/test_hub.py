@@ -7,6 +7,7 @@ loading it must reproduce the fixture's official logits.
 """
 import hashlib
 import http.server
+import io
 import json
 import os
 import socket
@@ -170,7 +171,36 @@ def test_first_load_downloads_converts_and_caches_second_makes_no_request(server
     assert not [f for f in os.listdir(_cache(tmp_path)) if f.startswith(".partial")]
 
 
-def test_mirror_from_environment_and_default_tag_of_a_file_name(server, release, monkeypatch):
+@pytest.mark.parametrize("model,fixture", [("cait_xxs_24", "cait_small"), ("wavevit_s", "wavevit_small")])
+def test_official_pth_layout_is_converted_on_download(server, tmp_path, monkeypatch, model, fixture):
+    """The official release formats: CaiT ``{"model": {"module.<name>": ...}}`` (DDP), Wave-ViT
+    ``{"state_dict": ..., "args": argparse.Namespace}`` (read by the restricted unpickler)."""
+    torch = pytest.importorskip("torch")
+    import argparse
+
+    monkeypatch.setenv("PADDLE_VITS_HOME", str(tmp_path / "home"))
+    meta, x, ref = load_fixture(os.path.join(HERE, "fixtures", f"{fixture}.npz"))
+    sd = {k: torch.from_numpy(v) for k, v in seeded_state_dict(meta["keys"], meta["seed"]).items()}
+    if model == "cait_xxs_24":
+        obj = {"model": {"module." + k: v for k, v in sd.items()}, "epoch": 399}
+    else:
+        obj = {"state_dict": sd, "epoch": 299, "args": argparse.Namespace(model=model, token_label=True)}
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    name = f"{fixture}_official.pth"
+    server.files[name] = buf.getvalue()
+    hub.add_weights(model, Weights("test_official", (http_source(f"https://official.invalid/{name}"),),
+                                   model_kwargs=meta["kwargs"]))
+    try:
+        path = hub.resolve_pretrained(model, "test_official", mirror=server.url, progress=False)
+    finally:
+        hub.remove_weights(model, "test_official")
+    net = create_model(model, pretrained=path, num_classes=ref.shape[-1], **meta["kwargs"]).eval()
+    with paddle.no_grad():
+        np.testing.assert_allclose(net(paddle.to_tensor(x)).numpy(), ref, atol=meta["atol"])
+
+
+def test_mirror_from_the_environment_replaces_the_official_host(server, release, monkeypatch):
     release(url="https://official.invalid/" + FILE)
     monkeypatch.setenv("PADDLE_VITS_MIRROR", server.url + "/")
     hub.resolve_pretrained(MODEL, TAG, progress=False)
