@@ -511,38 +511,48 @@ def resolve_pretrained(model_name, tag=None, *, mirror=None, cache_dir=None, pro
     mirror = mirror if mirror is not None else os.environ.get("PADDLE_VITS_MIRROR") or None
     timeout = timeout if timeout is not None else _env_number("PADDLE_VITS_TIMEOUT", 30.0, float)
     retries = max(1, retries if retries is not None else _env_number("PADDLE_VITS_RETRIES", 3, int))
-    with _locked(os.path.join(folder, f".{name}.{weights.tag}.lock")):
-        if os.path.isfile(converted):  # another process finished it while we waited
+    try:
+        with _locked(os.path.join(folder, f".{name}.{weights.tag}.lock")):
+            return _fill_cache(name, weights, folder, converted, mirror, timeout, retries, progress)
+    except OSError as e:  # the cache folder: not writable, a file in the way, no space
+        what = e.strerror or str(e)
+        raise WeightsError(f"cannot write the weights cache: {what}: {e.filename or folder}",
+                           "set PADDLE_VITS_HOME (or cache_dir=) to a writable folder with space") from e
+
+
+def _fill_cache(name, weights, folder, converted, mirror, timeout, retries, progress):
+    """The part of :func:`resolve_pretrained` under the lock: a cached file, else a download."""
+    if os.path.isfile(converted):  # another process finished it while we waited
+        return converted
+    for source in weights.sources:  # a file already in the cache (downloaded or dropped in)
+        path = os.path.join(folder, source.file_name)
+        if os.path.isfile(path):
+            _verify_file(path, source)
+            _convert(name, weights, path, converted)
             return converted
-        for source in weights.sources:  # a file already in the cache (downloaded or dropped in)
-            path = os.path.join(folder, source.file_name)
-            if os.path.isfile(path):
-                _verify_file(path, source)
-                _convert(name, weights, path, converted)
-                return converted
-        candidates = ([(_mirror_url(mirror, weights.primary), weights.primary)] if mirror else
-                      [(s.url, s) for s in weights.sources if s.kind != "baidu"])
-        failures = []
-        for url, source in candidates:
-            path = os.path.join(folder, source.file_name)
-            part = os.path.join(folder, f".partial-{source.file_name}")  # keeps the extension the reader needs
-            try:
-                _fetch_source(url, source, part, timeout=timeout, retries=retries, progress=progress,
-                              desc=source.file_name, use_gdown=not mirror)
-                _verify_file(part, source)
-                _convert(name, weights, part, converted)
-            except _Fatal as e:  # the partial file stays: the next attempt resumes it
-                failures.append(f"{url}: {e}")
-                continue
-            except WeightsError as e:  # refused (size, sha256, conversion, a Drive page): never cached
-                with contextlib.suppress(OSError):
-                    os.remove(part)
-                failures.append(f"{url}: refused: {e}")
-                continue
-            _commit(part, path)
-            return converted
-        raise WeightsError(f"cannot download the {weights.tag} weights of {name}: " + "; ".join(failures),
-                           _manual_help(weights, folder))
+    candidates = ([(_mirror_url(mirror, weights.primary), weights.primary)] if mirror else
+                  [(s.url, s) for s in weights.sources if s.kind != "baidu"])
+    failures = []
+    for url, source in candidates:
+        path = os.path.join(folder, source.file_name)
+        part = os.path.join(folder, f".partial-{source.file_name}")  # keeps the extension the reader needs
+        try:
+            _fetch_source(url, source, part, timeout=timeout, retries=retries, progress=progress,
+                          desc=source.file_name, use_gdown=not mirror)
+            _verify_file(part, source)
+            _convert(name, weights, part, converted)
+        except _Fatal as e:  # the partial file stays: the next attempt resumes it
+            failures.append(f"{url}: {e}")
+            continue
+        except WeightsError as e:  # refused (size, sha256, conversion, a Drive page): never cached
+            with contextlib.suppress(OSError):
+                os.remove(part)
+            failures.append(f"{url}: refused: {e}")
+            continue
+        _commit(part, path)
+        return converted
+    raise WeightsError(f"cannot download the {weights.tag} weights of {name}: " + "; ".join(failures),
+                       _manual_help(weights, folder))
 
 
 def _fetch_source(url, source, part, *, timeout, retries, progress, desc, use_gdown):

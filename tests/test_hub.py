@@ -300,6 +300,13 @@ def test_offline_names_the_official_url_and_where_to_put_the_file(release, tmp_p
     assert str(_cache(tmp_path) / FILE) in msg and "PADDLE_VITS_MIRROR" in msg
 
 
+def test_unwritable_cache_says_how_to_move_it(release, tmp_path, monkeypatch):
+    release()
+    (tmp_path / "home").write_text("a file where the cache folder should be")
+    with pytest.raises(WeightsError, match="cannot write the weights cache.*set PADDLE_VITS_HOME"):
+        hub.resolve_pretrained(MODEL, TAG, progress=False)
+
+
 def test_dropped_in_file_is_verified_and_used_without_network(release, tmp_path):
     release()
     folder = _cache(tmp_path)
