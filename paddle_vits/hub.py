@@ -21,9 +21,9 @@ after an interruption), is checked (size, sha256 where known, and always a
 strict conversion to the model) and only then renamed into place; a file that
 fails a check is deleted, never cached. A file the user already has can be put
 at ``<home>/weights/<model>/<file name>`` (under any of the source file names)
-or passed to ``create_model`` by path. A per-file lock (``fcntl``, POSIX) makes
-concurrent loads of the same weights by several processes wait for one
-download instead of corrupting the cache.
+or passed to ``create_model`` by path. A per-release lock (``fcntl``, POSIX;
+Windows has none) makes concurrent loads of the same weights by several
+processes wait for one download instead of corrupting the cache.
 
 Environment:
 
@@ -38,8 +38,13 @@ Environment:
 Google Drive files are fetched by a small built-in client that follows Drive's
 "can't scan for viruses" confirmation page (:func:`drive_confirm_url`), with the
 same timeouts, retries and resumption; when Drive answers with something it
-cannot read, ``gdown`` (``pip install gdown``, the ``drive`` extra) is tried. Baidu Pan cannot be automated:
-the error prints the link, its access code and where to put the file.
+cannot read, ``gdown`` (``pip install gdown``, the ``drive`` extra) is tried.
+Baidu Pan cannot be automated: the error prints the link, its access code and
+where to put the file.
+
+Weights tables of your own (private fine-tunes, tests) are added with
+:func:`add_weights`; a tag and a path work alike in ``create_model`` and in the
+scripts' ``--weights``/``--pretrained`` (:func:`weights_file`).
 """
 import contextlib
 import hashlib
