@@ -60,11 +60,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
+from tqdm import tqdm
+
 from .utils.cli import UserError
 
 __all__ = [
     "Source", "Weights", "WeightsError", "register_weights", "add_weights", "remove_weights", "list_weights",
-    "get_weights", "resolve_pretrained", "weights_file", "cache_dir_for", "drive_confirm_url",
+    "get_weights", "is_weights_tag", "resolve_pretrained", "weights_file", "cache_dir_for", "http_source",
+    "hf_source", "drive_source", "baidu_source", "drive_file_id", "drive_download_url", "drive_confirm_url",
     "weights_markdown",
 ]
 
@@ -202,6 +205,7 @@ def list_weights(model_name):
 
 
 def is_weights_tag(model_name, tag):
+    """Whether ``tag`` names a release of ``model_name``."""
     return any(w.tag == tag for w in list_weights(model_name))
 
 
@@ -347,8 +351,6 @@ def _fetch_once(url, part, timeout, progress, desc, drive):
             offset = 0  # no Range support: the server sends the whole file
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
-        from tqdm import tqdm
-
         with open(part, "ab" if offset else "wb") as f, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=desc, disable=not progress, leave=False) as bar:
