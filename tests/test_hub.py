@@ -573,3 +573,26 @@ def test_scripts_name_the_releases_when_the_weights_are_neither_file_nor_tag(tmp
     proc = _run_script(tmp_path, "http://127.0.0.1:9/x", script, *args)
     assert proc.returncode != 0
     assert "error: weights file not found: 'no_such.pth'" in proc.stderr and "(test_tiny)" in proc.stderr
+
+
+def test_a_real_release_entry_end_to_end_against_timm(server, tmp_path, monkeypatch):
+    """crossvit_tiny_224's registered release, served under its official file name from the mirror,
+    loaded with ``pretrained=True``: the logits equal timm's model holding the same (seeded) weights."""
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    monkeypatch.setenv("PADDLE_VITS_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    ref_model = timm.create_model("crossvit_tiny_240", pretrained=False).eval()
+    buf = io.BytesIO()
+    torch.save(ref_model.state_dict(), buf)
+    name = hub.get_weights("crossvit_tiny_224").primary.file_name
+    assert name == "crossvit_tiny_224.pth"
+    server.files[name] = buf.getvalue()
+    monkeypatch.setenv("PADDLE_VITS_MIRROR", server.url)
+    model = create_model("crossvit_tiny_224", pretrained=True).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 240, 240)).astype(np.float32)
+    with torch.no_grad():
+        ref = ref_model(torch.from_numpy(x)).numpy()
+    with paddle.no_grad():
+        np.testing.assert_allclose(model(paddle.to_tensor(x)).numpy(), ref, atol=1e-4)
+    assert server.requests == [(name, None)]
