@@ -25,6 +25,7 @@ EXPLAIN = ["lime>=0.2.0.1", "scikit-image>=0.22"]  # LIME explanations; skimage'
 EXPORT = ["paddle2onnx>=2.0", "onnxruntime>=1.16"]  # ONNX export and its check
 EXTRAS = {
     "cpu": ["paddlepaddle>=3.2,<3.4"],
+    "drive": ["gdown>=5"],  # Google Drive weights (Wave-ViT, CrossFormer); a built-in fallback works without it
     "explain": EXPLAIN,
     "export": EXPORT,
     "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.20"] + EXPLAIN + EXPORT,

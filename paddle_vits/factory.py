@@ -48,16 +48,26 @@ def _check_args(name, pretrained, num_classes, kwargs):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
                 raise ModelArgumentError(f"{key} must be a probability in [0, 1), got {value!r}", f"e.g. {key}=0.1")
     if isinstance(pretrained, bool):
-        if pretrained:
-            raise TypeError("pretrained=True (downloading the official weights) is not supported yet: pass the path "
-                            "to a weights file instead (see README: Weights)")
-    elif pretrained is not None:
+        return
+    if pretrained is not None:
         if not isinstance(pretrained, (str, os.PathLike)):
-            raise TypeError(f"pretrained must be False or a path to a weights file, got {pretrained!r}. "
-                            "Download the official weights and pass their path (see README: Weights).")
+            raise TypeError(f"pretrained must be False, True, a release tag or a path to a weights file, "
+                            f"got {pretrained!r}")
         if not os.fspath(pretrained):
-            raise ModelArgumentError("pretrained must be a path to a weights file, got an empty string",
-                                     "pass the path, or pretrained=False for random weights")
+            raise ModelArgumentError("pretrained must be a path to a weights file or a release tag, got an empty "
+                                     "string", "pass pretrained=True for the default release, or False for "
+                                     "random weights")
+
+
+def _resolve_weights(info, pretrained):
+    """A local checkpoint path for ``pretrained`` (``True``, a release tag or a path)."""
+    from .hub import is_weights_tag, resolve_pretrained
+
+    if pretrained is True:
+        return resolve_pretrained(info.name)
+    if isinstance(pretrained, str) and not os.path.exists(pretrained) and is_weights_tag(info.name, pretrained):
+        return resolve_pretrained(info.name, pretrained)
+    return pretrained
 
 
 def create_model(name, pretrained=False, num_classes=None, **kwargs):
@@ -65,9 +75,12 @@ def create_model(name, pretrained=False, num_classes=None, **kwargs):
 
     Args:
         name: Registered name or alias (see :func:`~paddle_vits.list_models`).
-        pretrained: ``False``, or a path to weights: a converted ``.pdparams``
-            file, or an official PyTorch checkpoint (``.pth``/``.pt``/
-            ``.safetensors``), which is converted on the fly. The file is read once.
+        pretrained: ``False``; ``True`` (the default release, downloaded,
+            verified, converted and cached on first use: :mod:`paddle_vits.hub`);
+            a release tag (``"fb_dist_in1k"``, see ``paddle_vits.hub.list_weights(name)``);
+            or a path to weights: a converted ``.pdparams`` file, or an official
+            PyTorch checkpoint (``.pth``/``.pt``/``.safetensors``), converted on
+            the fly. The file is read once.
         num_classes: Classifier outputs (default 1000); ``0`` removes the head
             (the model then returns pooled features of size ``model.num_features``);
             ``"checkpoint"``: the size of the ``pretrained`` checkpoint's head.
@@ -84,11 +97,14 @@ def create_model(name, pretrained=False, num_classes=None, **kwargs):
     Raises:
         ModelArgumentError: (a ``ValueError``) an argument out of range, naming it.
         paddle_vits.convert.CheckpointError: weights that do not fit the model.
+        paddle_vits.hub.WeightsError: released weights that cannot be had (the
+            message names the URLs and the cache path to put the file at).
     """
     _check_args(name, pretrained, num_classes, kwargs)
     info = get_model_info(name)
     state_dict = None
     if pretrained:
+        pretrained = _resolve_weights(info, pretrained)
         state_dict = read_checkpoint(pretrained)
         if num_classes == "checkpoint":
             num_classes = infer_num_classes(state_dict, info)

@@ -170,12 +170,3 @@ def get_model_info(name):
 def is_model(name):
     """Whether ``name`` is a registered model or alias."""
     return name in _REGISTRY or name in _ALIASES
-
-
-def __getattr__(name):
-    # ``registry.create_model`` predates the factory module; kept so existing callers work.
-    if name == "create_model":
-        from .factory import create_model
-
-        return create_model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,8 @@ import sys
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registered model name or alias (scripts/list_models.py)")
-    p.add_argument("--weights", required=True, help=".pdparams, or official .pth/.pt/.safetensors checkpoint")
+    p.add_argument("--weights", required=True, help=".pdparams, or official .pth/.pt/.safetensors checkpoint, or "
+                   "'pretrained' / a release tag: the released weights, downloaded and cached (paddle_vits.hub)")
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--val-list", default=None, help="file of 'relative/path label' lines, paths relative to --data")
     p.add_argument("--batch-size", type=int, default=64)
@@ -52,14 +53,13 @@ def main(argv=None):
     from paddle_vits.data.imagenet import ImageNetDataError, ImageNetVal
     from paddle_vits.data.transforms import EvalTransform, resolve_eval_config
     from paddle_vits.eval import BatchLoader, evaluate
+    from paddle_vits.hub import WeightsError, weights_file
     from paddle_vits.utils import set_num_threads
 
     threads = set_num_threads(args.threads)
     try:
         info = get_model_info(args.model)
-        if not os.path.isfile(args.weights):
-            raise CheckpointError(f"weights file not found: {args.weights!r} "
-                                  "(a .pdparams from scripts/convert_weights.py or an official checkpoint)")
+        weights = weights_file(info.name, args.weights)
         cfg = resolve_eval_config(info, args.img_size, args.crop_pct, args.interpolation, args.mean, args.std)
         dataset = ImageNetVal(args.data, EvalTransform.from_config(cfg), val_list=args.val_list,
                               on_bad_image=args.on_bad_image, limit=args.limit)
@@ -69,7 +69,7 @@ def main(argv=None):
         paddle.set_device("gpu" if use_gpu else "cpu")
         kwargs = {} if cfg["img_size"] == info.img_size else dict(img_size=cfg["img_size"])
         model = create_model(info.name, num_classes=args.num_classes, **kwargs)
-        load_pretrained(model, args.weights, model_name=info.name, reinit_head=False)
+        load_pretrained(model, weights, model_name=info.name, reinit_head=False)
         print(f"{info.name}: {len(dataset)} images ({dataset.layout} layout) from {args.data}; "
               f"device {'gpu' if use_gpu else 'cpu'}, {threads} threads; preprocessing {cfg}", flush=True)
         if dataset.classes is not None and len(dataset.classes) != args.num_classes:
@@ -77,13 +77,13 @@ def main(argv=None):
                   "the sorted folder indices, which match ImageNet's only with all 1000 wnid folders", flush=True)
         loader = BatchLoader(dataset, args.batch_size, args.workers)
         result = evaluate(model, loader, num_classes=args.num_classes, progress=not args.no_progress, amp=args.amp)
-    except (CheckpointError, ImageNetDataError, ValueError) as e:
+    except (CheckpointError, ImageNetDataError, ValueError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"top-1 {result.top1:.5f}  top-5 {result.top5:.5f}  ({result.n_images} images, "
           f"{result.skipped} unreadable skipped, {result.images_per_sec:.1f} images/s)")
     if args.output:
-        record = dict(model=info.name, weights=os.path.abspath(args.weights), data=os.path.abspath(args.data),
+        record = dict(model=info.name, weights=os.path.abspath(weights), data=os.path.abspath(args.data),
                       layout=dataset.layout, device="gpu" if use_gpu else "cpu", threads=threads,
                       batch_size=args.batch_size, preprocessing=cfg, **result.to_dict())
         directory = os.path.dirname(os.path.abspath(args.output))

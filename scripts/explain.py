@@ -19,7 +19,8 @@ def parse_args():
     p.add_argument("--model", required=True, help="registered model name or alias (see paddle_vits.list_models())")
     p.add_argument("--weights", required=True,
                    help=".pdparams (e.g. best.pdparams from scripts/train.py), or an official .pth/.safetensors "
-                        "checkpoint; explanations of an untrained model mean nothing, so this is required")
+                        "checkpoint, or 'pretrained' / a release tag (downloaded and cached); explanations of an "
+                        "untrained model mean nothing, so this is required")
     p.add_argument("--image", required=True, help="image file (any format PIL reads)")
     p.add_argument("--method", choices=("attention", "lime"), default="attention")
     p.add_argument("--out", default=None, help="overlay PNG (default: <image>_<model>_<method>.png)")
@@ -36,22 +37,25 @@ def parse_args():
 
 def main():
     args = parse_args()
-    for flag, path in (("--image", args.image), ("--weights", args.weights), ("--labels", args.labels)):
+    for flag, path in (("--image", args.image), ("--labels", args.labels)):
         if path is not None and not os.path.isfile(path):
             raise SystemExit(f"error: {flag} {path!r} does not exist")
     import paddle_vits
     from paddle_vits import explain
     from paddle_vits.convert import CheckpointError
+    from paddle_vits.hub import WeightsError, weights_file
     from paddle_vits.utils import set_num_threads
 
     set_num_threads(args.threads)
     try:
         info = paddle_vits.get_model_info(args.model)
-    except ValueError as e:
+        weights = weights_file(info.name, args.weights)
+    except (ValueError, WeightsError) as e:
         raise SystemExit(f"error: {e}") from None
     try:
         kwargs = {} if args.img_size is None else dict(img_size=args.img_size)
-        model = paddle_vits.create_model(info.name, pretrained=args.weights, num_classes="checkpoint", **kwargs)
+        model = paddle_vits.create_model(info.name, pretrained=weights,
+                                         num_classes=args.num_classes or "checkpoint", **kwargs)
     except CheckpointError as e:
         raise SystemExit(f"error: {e}\n(a model trained at another input size needs --img-size, "
                          "e.g. --img-size 32 for one trained on raw CIFAR images)") from None

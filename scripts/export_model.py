@@ -19,7 +19,8 @@ import numpy as np
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registered model name or alias (see paddle_vits.list_models())")
-    p.add_argument("--weights", default=None, help=".pdparams or official .pth/.safetensors (default: random init)")
+    p.add_argument("--weights", default=None, help=".pdparams or official .pth/.safetensors, or 'pretrained' / a "
+                   "release tag (downloaded and cached; default: random init)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--num-classes", type=int, default=None,
                    help="head size (default: read from the weights, else 1000)")
@@ -37,16 +38,21 @@ def main():
     import paddle
 
     from paddle_vits import create_model, get_model_info
+    from paddle_vits.hub import WeightsError, weights_file
     from paddle_vits.utils import set_num_threads
 
     set_num_threads(args.threads)
     info = get_model_info(args.model)
+    try:
+        weights = weights_file(info.name, args.weights) if args.weights else None
+    except WeightsError as e:
+        raise SystemExit(f"error: {e}") from None
     num_classes = args.num_classes
     if num_classes is None:
-        num_classes = "checkpoint" if args.weights else 1000  # the checkpoint is read once, by create_model
+        num_classes = "checkpoint" if weights else 1000  # the checkpoint is read once, by create_model
     size = args.img_size or info.img_size
     kwargs = {"img_size": size} if args.img_size else {}
-    model = create_model(info.name, pretrained=args.weights or False, num_classes=num_classes, **kwargs)
+    model = create_model(info.name, pretrained=weights or False, num_classes=num_classes, **kwargs)
     num_classes = model.num_classes
     model.eval()
     if hasattr(model, "set_export_mode"):

@@ -3,6 +3,7 @@
     python scripts/list_models.py             # every model
     python scripts/list_models.py 'cait_*'    # shell-style pattern (names and aliases)
     python scripts/list_models.py --markdown  # README's model table, GMACs included
+    python scripts/list_models.py --weights-markdown  # README's weights table (every released checkpoint)
 
 ``--markdown`` generates README's "Models" table as it stands: it builds every
 listed model and counts its GMACs at the default input with
@@ -18,6 +19,8 @@ def parse_args(argv=None):
     p.add_argument("pattern", nargs="?", default=None, help="shell-style pattern, e.g. 'cait_*_384'")
     p.add_argument("--markdown", action="store_true", help="print README's markdown table (counts GMACs)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for counting GMACs (default: all cores)")
+    p.add_argument("--weights-markdown", action="store_true",
+                   help="print README's markdown table of released weights (model, tag, sources, size, top-1)")
     return p.parse_args(argv)
 
 
@@ -62,6 +65,11 @@ MARKDOWN = dict(name="name", aliases="timm / official alias", params="params", s
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.weights_markdown:
+        from paddle_vits.hub import weights_markdown
+
+        print(weights_markdown(), end="")
+        return 0
     if args.markdown:
         from paddle_vits.utils import set_num_threads
 

@@ -15,7 +15,7 @@ import paddle
 import pytest
 from PIL import Image
 
-from paddle_vits import registry
+import paddle_vits
 from paddle_vits.data.imagenet import ImageNetDataError, ImageNetVal, collate_skip, read_val_list
 from paddle_vits.data.transforms import EvalTransform, resolve_eval_config
 from paddle_vits.eval import BatchLoader, accuracy_counts, evaluate
@@ -199,7 +199,7 @@ def test_both_layouts_give_the_same_samples(imagenet_dirs, tiny_model):
 
 
 def test_evaluate_in_process(imagenet_dirs, tiny_model):
-    model = registry.create_model(tiny_model, num_classes=NUM_CLASSES)
+    model = paddle_vits.create_model(tiny_model, num_classes=NUM_CLASSES)
     model.set_state_dict({"head.weight": paddle.to_tensor(W), "head.bias": paddle.to_tensor(B)})
     ds = ImageNetVal(imagenet_dirs[0], EvalTransform.from_config(resolve_eval_config(registry.get_model_info(TINY))))
     res = evaluate(model, BatchLoader(ds, batch_size=3), progress=False)

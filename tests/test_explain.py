@@ -430,7 +430,8 @@ def test_explain_script_errors_are_clear(tmp_path):
     Image.fromarray(_image_with_square(64)[0]).save(image)
     script = [sys.executable, os.path.join(ROOT, "scripts", "explain.py"), "--model", name]
     cases = [
-        (["--weights", str(tmp_path / "missing.pdparams"), "--image", image], "--weights .* does not exist"),
+        (["--weights", str(tmp_path / "missing.pdparams"), "--image", image],
+         "weights file not found: .*missing.pdparams.*a release tag"),
         (["--weights", weights, "--image", str(tmp_path / "missing.png")], "--image .* does not exist"),
         (["--weights", weights, "--image", image], "does not fit .*--img-size"),  # trained at test size, not 224
     ]

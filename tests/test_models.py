@@ -235,9 +235,9 @@ def test_register_model_rejects_unknown_keywords():
         paddle_vits.register_model(top_1=80.0)
 
 
-def test_pretrained_must_be_a_path():
+def test_pretrained_must_be_a_flag_tag_or_path():
     with pytest.raises(TypeError, match="path"):
-        create_model(ALL[0], pretrained=True)
+        create_model(ALL[0], pretrained=1)
 
 
 @pytest.mark.parametrize("kwargs, argument", [

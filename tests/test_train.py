@@ -10,7 +10,6 @@ import paddle
 import pytest
 
 import paddle_vits
-from paddle_vits import registry
 from paddle_vits.convert.pos_embed import resize_pos_embed, resize_pos_embeds
 from paddle_vits.data.cifar import CifarError
 from paddle_vits.train import (RECIPES, EpochBatchSampler, TrainConfig, TrainingError, load_checkpoint,
@@ -69,7 +68,7 @@ def test_outputs_of_a_run(cifar_tar, tmp_path):
     header = open(tmp_path / "epochs.csv").readline().strip().split(",")
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_img_per_s"} <= set(header)
     # The saved final weights reproduce the logged validation accuracy.
-    model = registry.create_model("cait_xxs_24", num_classes=10, img_size=32, **TINY["cait_xxs_24"])
+    model = paddle_vits.create_model("cait_xxs_24", num_classes=10, img_size=32, **TINY["cait_xxs_24"])
     model.set_state_dict(paddle.load(str(tmp_path / "final.pdparams")))
     assert _eval_acc(model, cifar_tar) == pytest.approx(log["final"]["val_acc"])
 
@@ -253,7 +252,7 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
 def _pretrained_file(tmp_path, img_size):
     """A 1000-class checkpoint of the tiny CaiT at ``img_size`` (stands in for converted ImageNet weights)."""
     paddle.seed(1)
-    src = registry.create_model("cait_xxs_24", num_classes=1000, img_size=img_size, **TINY["cait_xxs_24"])
+    src = paddle_vits.create_model("cait_xxs_24", num_classes=1000, img_size=img_size, **TINY["cait_xxs_24"])
     path = tmp_path / f"imagenet_{img_size}.pdparams"
     paddle.save(src.state_dict(), str(path))
     return path, {k: v.numpy() for k, v in src.state_dict().items()}
@@ -261,7 +260,7 @@ def _pretrained_file(tmp_path, img_size):
 
 def test_finetune_reinitialises_the_head_and_resizes_pos_embed(tmp_path):
     path, src = _pretrained_file(tmp_path, 64)  # 4x4 patch grid
-    model = registry.create_model("cait_xxs_24", num_classes=10, img_size=32, **TINY["cait_xxs_24"])  # 2x2
+    model = paddle_vits.create_model("cait_xxs_24", num_classes=10, img_size=32, **TINY["cait_xxs_24"])  # 2x2
     head_before = model.head.weight.numpy().copy()
     assert sorted(load_for_finetune(model, path, "cait_xxs_24")) == ["head.bias", "head.weight"]
     got = {k: v.numpy() for k, v in model.state_dict().items()}
@@ -282,7 +281,7 @@ def test_finetune_through_train(cifar_tar, tmp_path, capsys):
 
 
 def test_finetune_from_a_checkpoint_of_another_model(cifar_tar, tmp_path):
-    other = registry.create_model("crossformer_t", num_classes=1000, img_size=32, **TINY["crossformer_t"])
+    other = paddle_vits.create_model("crossformer_t", num_classes=1000, img_size=32, **TINY["crossformer_t"])
     path = tmp_path / "other.pdparams"
     paddle.save(other.state_dict(), str(path))
     with pytest.raises(TrainingError, match="--pretrained .*does not fit"):
@@ -296,7 +295,7 @@ def test_pos_embed_resize_constant_and_prefix():
     assert out.shape == (1, 37, 8)
     np.testing.assert_allclose(out[:, 0], 7.0)
     np.testing.assert_allclose(out[:, 1:], 0.5, rtol=1e-5)
-    model = registry.create_model("crossvit_9_dagger_224", num_classes=10, img_size=120)
+    model = paddle_vits.create_model("crossvit_9_dagger_224", num_classes=10, img_size=120)
     sd = {k: v.numpy() for k, v in model.state_dict().items()}
     small = {"pos_embed.0": sd["pos_embed.0"][:, :1 + 49], "pos_embed.1": sd["pos_embed.1"][:, :1 + 16]}
     resized = resize_pos_embeds(small, model)

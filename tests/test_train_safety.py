@@ -132,7 +132,7 @@ BAD_OPTIONS = [
     (["--model", "cait_xxs24x"], "unknown model 'cait_xxs24x'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
     (["--output", ""], "--output is empty"),
-    (["--pretrained", "/nonexistent/w.pdparams"], "--pretrained /nonexistent/w.pdparams: no such file"),
+    (["--pretrained", "/nonexistent/w.pdparams"], "--pretrained /nonexistent/w.pdparams: weights file not found"),
     (["--resume", "/nonexistent/run"], "--resume /nonexistent/run: no training checkpoint at"),
 ]
 

@@ -22,18 +22,3 @@ __all__ = [
     "trunc_normal_",
     "zeros_",
 ]
-
-# Family-specific attention moved into its family file. These names still resolve (lazily, so
-# layers/ does not import models/) until their last users (notebooks) import them from there.
-_MOVED = {"ClassAttention": "cait", "TalkingHeadAttention": "cait", "CrossAttention": "crossvit"}
-
-
-def __getattr__(name):
-    if name in _MOVED:
-        import importlib
-        import warnings
-
-        module = f"paddle_vits.models.{_MOVED[name]}"
-        warnings.warn(f"paddle_vits.layers.{name} moved to {module}.{name}", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

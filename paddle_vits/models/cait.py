@@ -30,6 +30,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..hub import Weights, hf_source, http_source, register_weights
 from ..layers import DropPath, Mlp, PatchEmbed, attend, head_dim, init_weights_vit, trunc_normal_
 from ..registry import register_model
 from ..utils import to_2tuple
@@ -396,3 +397,29 @@ def cait_m_36_384(**kwargs):
 @_reg(448, 86.5, 356_460_520, "cait_m48_448")
 def cait_m_48_448(**kwargs):
     return _create(_cfg(768, 48, 16, 1e-6, 448), **kwargs)
+
+
+# Released weights: facebookresearch/deit (README_cait.md, cait_models.py), all ImageNet-1k
+# with distillation (RegNetY-16GF teacher) at the model's resolution; timm's hub copies
+# (`timm/cait_*.fb_dist_in1k`, safetensors) as the second source. Sizes and sha256 are not
+# published (None: the strict conversion is the check).
+
+def _fb_dist(file, timm_name):
+    size = int(file.rsplit("_", 1)[1])
+    return (Weights("fb_dist_in1k", (http_source(f"https://dl.fbaipublicfiles.com/deit/{file}.pth"),
+                                     hf_source(f"timm/{timm_name}.fb_dist_in1k")),
+                    trained_on=f"ImageNet-1k, distilled, {size} px"),)
+
+
+register_weights({
+    "cait_xxs_24": _fb_dist("XXS24_224", "cait_xxs24_224"),
+    "cait_xxs_36": _fb_dist("XXS36_224", "cait_xxs36_224"),
+    "cait_s_24": _fb_dist("S24_224", "cait_s24_224"),
+    "cait_xxs_24_384": _fb_dist("XXS24_384", "cait_xxs24_384"),
+    "cait_xxs_36_384": _fb_dist("XXS36_384", "cait_xxs36_384"),
+    "cait_xs_24_384": _fb_dist("XS24_384", "cait_xs24_384"),
+    "cait_s_24_384": _fb_dist("S24_384", "cait_s24_384"),
+    "cait_s_36_384": _fb_dist("S36_384", "cait_s36_384"),
+    "cait_m_36_384": _fb_dist("M36_384", "cait_m36_384"),
+    "cait_m_48_448": _fb_dist("M48_448", "cait_m48_448"),
+})

@@ -41,6 +41,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..hub import Weights, baidu_source, drive_source, register_weights
 from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit
 from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..registry import register_model
@@ -505,3 +506,22 @@ def crossformer_b(**kwargs):
 def crossformer_l(**kwargs):
     return _create(dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.5),
                    **kwargs)
+
+
+# Released weights: cheerss/CrossFormer README, Google Drive and Baidu Pan (a key per file);
+# ImageNet-1k, 224 px. The file names are ours (Drive does not show them in the link; the
+# README calls them crossformer-t.pth ...); sizes and sha256 are not published (None: the
+# strict conversion is the check).
+
+def _cheerss(name, drive_id, baidu, key):
+    file = f"{name}.pth"
+    sources = (drive_source(drive_id, file), baidu_source(f"https://pan.baidu.com/s/{baidu}", key, file))
+    return (Weights("in1k", sources, trained_on="ImageNet-1k, 224 px"),)
+
+
+register_weights({
+    "crossformer_t": _cheerss("crossformer-t", "1YSkU9enn-ITyrbxLH13zNcBYvWSEidfq", "1M45YXZgVvp6Ew9DO8UhdlA", "nkju"),
+    "crossformer_s": _cheerss("crossformer-s", "1RAkigsgr33va0RZ85S2Shs2BhXYcS6U8", "1Xf4MXfb_soCnJFBeNDmoQQ", "fgqj"),
+    "crossformer_b": _cheerss("crossformer-b", "1bK8biVCi17nz_nkt7rBfio_kywUpllSU", "1f5dH__UGDXb-HoOPHT5p0A", "7md9"),
+    "crossformer_l": _cheerss("crossformer-l", "1zRWByVW_KIZ87NgaBkDIm60DAsGJErdG", "1YJLeHy_cxLBrZLklQBCA_A", "cc89"),
+})

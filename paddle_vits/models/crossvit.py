@@ -34,6 +34,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..hub import Weights, hf_source, http_source, register_weights
 from ..layers import Attention, DropPath, Mlp, PatchEmbed, attend, head_dim, init_weights_vit, trunc_normal_
 from ..registry import register_model
 from ..utils import to_2tuple
@@ -467,3 +468,29 @@ def crossvit_15_dagger_408(**kwargs):
 @register_model(top1=83.9, num_params=44_606_560, aliases=("crossvit_18_dagger_384",), **_HIRES)
 def crossvit_18_dagger_408(**kwargs):
     return _create(_cfg((224, 448), 6, 7, 3.0, dagger=True, hires=True), **kwargs)
+
+
+# Released weights: IBM/CrossViT release "weights-0.1" (ImageNet-1k, 240 px input; the
+# dagger 384 files at 408/384 px), then timm's hub copies (`timm/crossvit_*.in1k`). Sizes and
+# sha256 are not published (None: the strict conversion is the check).
+
+def _ibm(file, timm_name, trained_on="ImageNet-1k, 240 px"):
+    url = f"https://github.com/IBM/CrossViT/releases/download/weights-0.1/{file}.pth"
+    return (Weights("in1k", (http_source(url), hf_source(f"timm/{timm_name}.in1k")), trained_on=trained_on),)
+
+
+register_weights({
+    "crossvit_tiny_224": _ibm("crossvit_tiny_224", "crossvit_tiny_240"),
+    "crossvit_small_224": _ibm("crossvit_small_224", "crossvit_small_240"),
+    "crossvit_base_224": _ibm("crossvit_base_224", "crossvit_base_240"),
+    "crossvit_9_224": _ibm("crossvit_9_224", "crossvit_9_240"),
+    "crossvit_15_224": _ibm("crossvit_15_224", "crossvit_15_240"),
+    "crossvit_18_224": _ibm("crossvit_18_224", "crossvit_18_240"),
+    "crossvit_9_dagger_224": _ibm("crossvit_9_dagger_224", "crossvit_9_dagger_240"),
+    "crossvit_15_dagger_224": _ibm("crossvit_15_dagger_224", "crossvit_15_dagger_240"),
+    "crossvit_18_dagger_224": _ibm("crossvit_18_dagger_224", "crossvit_18_dagger_240"),
+    "crossvit_15_dagger_408": _ibm("crossvit_15_dagger_384", "crossvit_15_dagger_408",
+                                   "ImageNet-1k, fine-tuned at 408/384 px"),
+    "crossvit_18_dagger_408": _ibm("crossvit_18_dagger_384", "crossvit_18_dagger_408",
+                                   "ImageNet-1k, fine-tuned at 408/384 px"),
+})

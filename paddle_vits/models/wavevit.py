@@ -37,6 +37,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from ..hub import Weights, baidu_source, drive_source, register_weights
 from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit, zeros_
 from ..layers.wavelets import DWT2D, IDWT2D, interleave_permutation
 from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -462,19 +463,64 @@ _EVAL = dict(input_size=(3, 224, 224), crop_pct=0.96, interpolation="bicubic",
              paper=_PAPER, test_kwargs=dict(img_size=64))
 
 
+_S = dict(stem_hidden_dim=32, embed_dims=(64, 128, 320, 448), num_heads=(2, 4, 10, 14),
+          mlp_ratios=(8, 8, 4, 4), depths=(3, 4, 6, 3), sr_ratios=(4, 2, 1, 1))
+_B = dict(stem_hidden_dim=64, embed_dims=(64, 128, 320, 512), num_heads=(2, 4, 10, 16),
+          mlp_ratios=(8, 8, 4, 4), depths=(3, 4, 12, 3), sr_ratios=(4, 2, 1, 1))
+_L = dict(stem_hidden_dim=64, embed_dims=(96, 192, 384, 512), num_heads=(3, 6, 12, 16),
+          mlp_ratios=(8, 8, 4, 4), depths=(3, 6, 18, 3), sr_ratios=(4, 2, 1, 1))
+# The 384 px releases: the same architectures (no position embeddings, so the same parameters),
+# fine-tuned and evaluated at 384 px with the official eval transform (resize int(384 / 0.96)
+# = 400, center-crop 384, bicubic).
+_EVAL_384 = dict(_EVAL, input_size=(3, 384, 384))
+
+
 @register_model(top1=83.9, num_params=22_690_176, **_EVAL)
 def wavevit_s(**kwargs):
-    return _create(dict(stem_hidden_dim=32, embed_dims=(64, 128, 320, 448), num_heads=(2, 4, 10, 14),
-                        mlp_ratios=(8, 8, 4, 4), depths=(3, 4, 6, 3), sr_ratios=(4, 2, 1, 1)), **kwargs)
+    return _create(_S, **kwargs)
 
 
 @register_model(top1=84.8, num_params=33_516_128, **_EVAL)
 def wavevit_b(**kwargs):
-    return _create(dict(stem_hidden_dim=64, embed_dims=(64, 128, 320, 512), num_heads=(2, 4, 10, 16),
-                        mlp_ratios=(8, 8, 4, 4), depths=(3, 4, 12, 3), sr_ratios=(4, 2, 1, 1)), **kwargs)
+    return _create(_B, **kwargs)
 
 
 @register_model(top1=85.5, num_params=57_474_504, **_EVAL)
 def wavevit_l(**kwargs):
-    return _create(dict(stem_hidden_dim=64, embed_dims=(96, 192, 384, 512), num_heads=(3, 6, 12, 16),
-                        mlp_ratios=(8, 8, 4, 4), depths=(3, 6, 18, 3), sr_ratios=(4, 2, 1, 1)), **kwargs)
+    return _create(_L, **kwargs)
+
+
+@register_model(top1=85.0, num_params=22_690_176, **_EVAL_384)
+def wavevit_s_384(**kwargs):
+    return _create(dict(_S, img_size=384), **kwargs)
+
+
+@register_model(top1=85.6, num_params=33_516_128, **_EVAL_384)
+def wavevit_b_384(**kwargs):
+    return _create(dict(_B, img_size=384), **kwargs)
+
+
+@register_model(top1=86.3, num_params=57_474_504, **_EVAL_384)
+def wavevit_l_384(**kwargs):
+    return _create(dict(_L, img_size=384), **kwargs)
+
+
+# Released weights: YehLi/ImageNetModel classification/README.md, Google Drive and Baidu Pan
+# (access code "nets"); ImageNet-1k with token labeling. The file names are ours (Drive does
+# not show them in the link); sizes and sha256 are not published (None: the strict conversion
+# is the check).
+
+def _yehli(name, drive_id, baidu, size=224):
+    file = f"{name}.pth.tar"
+    sources = (drive_source(drive_id, file), baidu_source(f"https://pan.baidu.com/s/{baidu}", "nets", file))
+    return (Weights("in1k", sources, trained_on=f"ImageNet-1k, token labeling, {size} px"),)
+
+
+register_weights({
+    "wavevit_s": _yehli("wavevit_s", "1DLdqLRPiARBXAc9DQQtamVZnFtMWBurd", "1JfNgmBE5ieAGsBermjpSzQ"),
+    "wavevit_b": _yehli("wavevit_b", "1g-_eP_ty1JmEsiRqmErwFgf4XTo0ML61", "16DLjX7dKaZuULn7OrxVqyw"),
+    "wavevit_l": _yehli("wavevit_l", "11MitPmWgg3GB02ndLT4rFO3xc6n3Jmyh", "1L-ZQ1eiv4sdefvdi7Z4-bw"),
+    "wavevit_s_384": _yehli("wavevit_s_384", "1aR_5zZ-iVDbUyEEMkvYNV7Nj78C7dJ6G", "1RLxSDwVG1wQs29s0x3_6QA", 384),
+    "wavevit_b_384": _yehli("wavevit_b_384", "1mrtGVPIJ8-F9SDofuIwBccXa-xA_E7s1", "1KYINKOLO4Bf9kabDMjN-TA", 384),
+    "wavevit_l_384": _yehli("wavevit_l_384", "1Rda4zS2JG0MlcQqrtxKzSWh2149_e5wV", "1BdQBbdUeeAo8CojNifURGw", 384),
+})

@@ -125,7 +125,8 @@ class TrainConfig:
                              range=AT_LEAST_1, unset="all epochs", metavar="N", resumable="now")
     save_every: int = _option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)",
                               range=NON_NEGATIVE, metavar="N", resumable="saved")
-    pretrained: str = _option(None, "ImageNet weights to fine-tune from (.pdparams or official)", metavar="FILE",
+    pretrained: str = _option(None, "ImageNet weights to fine-tune from: a .pdparams or official file, "
+                                    "'pretrained' or a release tag (downloaded and cached)", metavar="FILE|TAG",
                               unset="random initialisation")
     model_kwargs: dict = _option(None, 'extra model arguments, a JSON object, e.g. \'{"depth": 12}\'',
                                  metavar="JSON", unset="none")

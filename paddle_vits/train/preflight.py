@@ -23,13 +23,17 @@ from .runlog import run_files
 def load_for_finetune(model, path, model_name):
     """Load ImageNet weights for fine-tuning: classifier re-initialised, position embeddings resized.
 
+    ``path`` is a weights file, ``"pretrained"`` (the default release) or a
+    release tag (:func:`paddle_vits.hub.weights_file`: downloaded and cached).
     Returns the list of re-initialised classifier keys.
     """
     from ..convert import CheckpointError, load_pretrained
+    from ..hub import WeightsError, weights_file
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise TrainingError(f"--pretrained {path}: no such file", "check the path")
+    try:
+        path = weights_file(model_name, path)
+    except WeightsError as e:
+        raise TrainingError(f"--pretrained {path}: {e.what}", e.fix) from e
     try:
         return load_pretrained(model, path, model_name, reinit_head=True, resize_pos_embed=True)
     except (CheckpointError, ValueError) as e:
