@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import paddle_vits
+from paddle_vits import registry
 from paddle_vits.data.imagenet import ImageNetDataError, ImageNetVal, collate_skip, read_val_list
 from paddle_vits.data.transforms import EvalTransform, resolve_eval_config
 from paddle_vits.eval import BatchLoader, accuracy_counts, evaluate
