@@ -507,7 +507,7 @@ def test_paddle_hub_load_builds_every_family(name):
     import paddle_vits
 
     info = paddle_vits.get_model_info(name)
-    kwargs = dict(info.extra.get("test_kwargs", {}))
+    kwargs = dict(info.test_kwargs)
     model = paddle.hub.load(REPO, name, source="local", num_classes=7, **kwargs)
     assert model.model_name == name
     size = kwargs.get("img_size", info.img_size)
@@ -569,10 +569,17 @@ def test_export_script_takes_a_release_tag_and_downloads_it_once(server, tmp_pat
 def test_scripts_name_the_releases_when_the_weights_are_neither_file_nor_tag(tmp_path, script, flag):
     from test_scripts import TINY
 
-    args = ["--model", TINY, flag, "no_such.pth"] + (["--out", tmp_path / "o"] if script == "export_model.py" else [])
+    args = ["--model", TINY, flag, "no_such.pth"]
+    if script == "export_model.py":
+        args += ["--out", tmp_path / "o"]
+    else:  # train.py checks its data before the weights
+        from _cifar_synth import write_cifar_tar
+
+        write_cifar_tar(tmp_path / "c10.tar.gz", per_batch=4, test=4)
+        args += ["--data", tmp_path / "c10.tar.gz", "--output", tmp_path / "run"]
     proc = _run_script(tmp_path, "http://127.0.0.1:9/x", script, *args)
     assert proc.returncode != 0
-    assert "error: weights file not found: 'no_such.pth'" in proc.stderr and "(test_tiny)" in proc.stderr
+    assert "weights file not found: 'no_such.pth'" in proc.stderr and "(test_tiny)" in proc.stderr, proc.stderr
 
 
 def test_a_real_release_entry_end_to_end_against_timm(server, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ TINY = "_test_scripts_tiny"
 class TinyNet(paddle.nn.Layer):
     """Patch conv, a 2-D non-Linear parameter, a square Linear and a head."""
 
-    def __init__(self, num_classes=1000, img_size=8):
+    def __init__(self, num_classes=1000, img_size=8, drop_path_rate=0.0):  # the training scripts pass drop_path_rate
         super().__init__()
         self.num_classes = num_classes
         self.num_features = 4
