@@ -145,7 +145,8 @@ def convert_state_dict(state_dict, model, model_name=None, reinit_head=False):
     return check_state_dict(sd, model, classifier, reinit_head=reinit_head, model_name=model_name)
 
 
-def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=False, resize_pos_embed=False):
+def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=False, resize_pos_embed=False,
+                    allow_nonfinite=False):
     """Load weights into ``model`` from a ``.pdparams`` or an official checkpoint.
 
     A ``.pdparams`` file must already be in Paddle layout (as written by
@@ -160,13 +161,14 @@ def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=Fals
         unsafe: As in :func:`read_checkpoint`.
         resize_pos_embed: Interpolate position embeddings of another
             resolution to the model's (fine-tuning at a new image size).
+        allow_nonfinite: Load weights holding NaN/inf (refused by default).
 
     Returns:
         The list of classifier keys that were re-initialised (empty when none).
     """
     model_name, info = _model_info(model, model_name)
     path = os.fspath(path)
-    sd = read_checkpoint(path, unsafe=unsafe)
+    sd = read_checkpoint(path, unsafe=unsafe, allow_nonfinite=allow_nonfinite)
     if not path.lower().endswith((".pdparams", ".pdparam")):
         sd = _to_paddle_layout(sd, model, info)
     if resize_pos_embed:
@@ -181,7 +183,7 @@ def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=Fals
     return skipped
 
 
-def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **model_kwargs):
+def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, allow_nonfinite=False, **model_kwargs):
     """Convert an official checkpoint file to a ``.pdparams`` file.
 
     Args:
@@ -191,6 +193,7 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
         num_classes: Head size; ``None`` keeps the checkpoint's. Another size
             re-initialises the head.
         unsafe: Allow executing pickled code (``torch.load(weights_only=False)``).
+        allow_nonfinite: Convert weights holding NaN/inf (refused by default).
         **model_kwargs: Extra model arguments (e.g. ``img_size``).
 
     Returns:
@@ -200,7 +203,7 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
     from ..utils import atomic_save
 
     info = get_model_info(model_name)
-    sd = read_checkpoint(src, unsafe=unsafe)
+    sd = read_checkpoint(src, unsafe=unsafe, allow_nonfinite=allow_nonfinite)
     reinit = num_classes is not None
     if num_classes is None:
         num_classes = infer_num_classes(sd, info)

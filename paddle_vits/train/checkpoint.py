@@ -6,6 +6,7 @@ import numpy as np
 import paddle
 
 from ..utils import atomic_save
+from ..utils.safe_pickle import load_paddle
 
 CHECKPOINT_NAME = "checkpoint.pdckpt"
 
@@ -84,7 +85,7 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no training checkpoint at {path}; --resume takes the output dir of a run "
                                 f"(it holds {CHECKPOINT_NAME})")
-    ckpt = paddle.load(path)
+    ckpt = load_paddle(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
         raise ValueError(f"{path} is not a training checkpoint written by paddle_vits.train")
     return ckpt
