@@ -8,11 +8,14 @@ import argparse
 import fnmatch
 import sys
 
+from paddle_vits.utils.cli import add_common_args, run
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pattern", nargs="?", default=None, help="shell-style pattern, e.g. 'cait_*_384'")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    add_common_args(p)
     return p.parse_args(argv)
 
 
@@ -58,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))
