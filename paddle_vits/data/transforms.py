@@ -6,6 +6,8 @@ memory segfaults or hangs intermittently when worker transforms return Paddle
 tensors, while numpy outputs are reliable.
 """
 import math
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -38,6 +40,8 @@ def open_image(path, error=BadImageError):
         (a decompression bomb), or out of memory while decoding.
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            raise BadImageError("not a regular file")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
