@@ -740,7 +740,7 @@ def test_convert_script_io_faults_keep_the_old_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     for out, message in ((tmp_path, "--out must end with .pdparams"),
                          (tmp_path / "d.pdparams", "is a directory"),
-                         (tmp_path / "afile" / "o.pdparams", "Not a directory")):
+                         (tmp_path / "afile" / "o.pdparams", "part of the output path is a file")):
         if out.name == "d.pdparams":
             out.mkdir()
         proc = _run(tmp_path, "convert_weights.py", "--model", TINY, "--src", tmp_path / "t.safetensors",
