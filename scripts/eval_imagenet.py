@@ -104,7 +104,13 @@ def main(argv=None):
         raise UserError("--device gpu: no CUDA device", "install paddlepaddle-gpu, or use --device cpu")
     paddle.set_device("gpu" if use_gpu else "cpu")
     kwargs = {} if cfg["img_size"] == info.img_size else dict(img_size=cfg["img_size"])
-    model = create_model(info.name, num_classes=args.num_classes, **kwargs)
+    try:
+        model = create_model(info.name, num_classes=args.num_classes, **kwargs)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"cannot build {info.name} with these options: {e}", "check --img-size/--num-classes") \
+            from None
     load_pretrained(model, args.weights, model_name=info.name, reinit_head=False, unsafe=args.unsafe_pickle,
                     allow_nonfinite=args.allow_nonfinite)
     print(f"{info.name}: {len(dataset)} images ({dataset.layout} layout) from {args.data}; "

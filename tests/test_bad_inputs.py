@@ -334,6 +334,24 @@ def test_crafted_pth_is_a_clear_error(tmp_path, name, spec, storages, match):
     assert "\n" not in str(info.value)
 
 
+def test_zip_bomb_storage_refused_before_decompressing(tmp_path):
+    path = tmp_path / "bomb.pth"
+    pkl = b"\x80\x02}(" + _str("w") + _tensor_ops("FloatStorage", "0", 1 << 26, 0, (4,), (1,)) + b"u."
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/data/0", bytes(1 << 28))  # 256 MB of zeros, ~260 KB deflated
+    with pytest.raises(CheckpointError, match="expands from"):
+        read_checkpoint(path)
+
+
+def test_pickle_declaring_a_huge_bytes_object(tmp_path):
+    """BINBYTES8 claiming 2**62 bytes in a 20-byte file: an error, not an allocation or a crash."""
+    with pytest.raises(UnsafePickleError, match="not a readable pickle"):
+        safe_loads(b"\x80\x04\x8e" + struct.pack("<Q", 2 ** 62) + b"abc.")
+    with pytest.raises(UnsafePickleError, match="not a readable pickle"):
+        safe_loads(b"\x80\x04\x8e" + struct.pack("<Q", 2 ** 33) + b"abc.")
+
+
 def test_big_endian_pth_refused(tmp_path):
     path = _pth(tmp_path / "be.pth", {"w": ("FloatStorage", "0", 4, 0, (4,), (1,))}, {"0": F4}, byteorder="big")
     with pytest.raises(CheckpointError, match="big-endian"):

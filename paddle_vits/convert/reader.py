@@ -195,8 +195,21 @@ class _TorchUnpickler(RestrictedUnpickler):
         return self._cache[key]
 
 
+_MAX_PICKLE = 1 << 30
+_MAX_EXPANSION = 16
+
+
+def _check_entry(path, info):
+    """Refuse a zip entry that would decompress to far more than it occupies (a zip bomb)."""
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > _MAX_EXPANSION * max(info.compress_size, 1 << 16):
+        raise CheckpointError(f"{path}: {info.filename} expands from {info.compress_size} to {info.file_size} bytes "
+                              f"(PyTorch stores tensors uncompressed): {_CORRUPT}")
+
+
 def _restricted_torch_load(path):
     with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            _check_entry(path, info)
         names = archive.namelist()
         pkl = [n for n in names if n.endswith("data.pkl")]
         if not pkl:
@@ -207,6 +220,8 @@ def _restricted_torch_load(path):
             raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
         stored = sum(i.file_size for i in archive.infolist())
         budget = _Budget(4 * stored + (64 << 20))
+        if archive.getinfo(pkl[0]).file_size > _MAX_PICKLE:
+            raise CheckpointError(f"{path}: {pkl[0]} is over {_MAX_PICKLE} bytes: {_CORRUPT}")
         with archive.open(pkl[0]) as f:
             obj = _TorchUnpickler(io.BytesIO(f.read()), archive, prefix, budget).load()
         return finish(obj)
