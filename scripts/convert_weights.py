@@ -29,6 +29,8 @@ def parse_args(argv=None):
                    help="load with plain pickle (torch.load(weights_only=False) / paddle.load): runs code stored "
                         "in the file; only for trusted files the restricted reader refuses")
     p.add_argument("--allow-nonfinite", action="store_true", help="convert weights holding NaN/inf on purpose")
+    p.add_argument("--safetensors", action="store_true",
+                   help="also write OUT with .safetensors (cannot carry code; every --weights option reads it)")
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -49,7 +51,8 @@ def main(argv=None):
     kwargs = {} if args.img_size is None else dict(img_size=args.img_size)
     try:
         report = convert_checkpoint(args.model, args.src, args.out, num_classes=args.num_classes,
-                                    unsafe=args.unsafe_pickle, allow_nonfinite=args.allow_nonfinite, **kwargs)
+                                    unsafe=args.unsafe_pickle, allow_nonfinite=args.allow_nonfinite,
+                                    safetensors=args.safetensors, **kwargs)
     except (ValueError, TypeError) as e:
         if isinstance(e, UserError):
             raise
@@ -62,7 +65,7 @@ def main(argv=None):
     print(f"num_classes  {report['num_classes']}")
     if report["skipped"]:
         print(f"re-initialised (head of another size): {', '.join(report['skipped'])}")
-    print(f"wrote        {report['out']}")
+    print(f"wrote        {', '.join(report['written'])}")
     return 0
 
 

@@ -904,3 +904,26 @@ def test_no_plain_unpickling_anywhere():
 ])
 def test_the_scan_catches_plain_loads(source):
     assert _plain_unpickling("paddle_vits/x.py", source)
+
+
+# ---- our own weights as .safetensors --------------------------------------------------------
+
+def test_converted_safetensors_beside_pdparams_load_identically(tmp_path):
+    """``--safetensors`` writes a code-free copy, marked as Paddle layout, that loads to the same model."""
+    from safetensors.numpy import save_file
+
+    import test_scripts
+    from paddle_vits import create_model
+    from paddle_vits.convert import convert_checkpoint, is_paddle_layout
+
+    test_scripts.register_tiny_model()
+    save_file(test_scripts._official(), str(tmp_path / "t.safetensors"))
+    report = convert_checkpoint(TINY, tmp_path / "t.safetensors", tmp_path / "w.pdparams", safetensors=True)
+    assert report["written"] == [str(tmp_path / "w.pdparams"), str(tmp_path / "w.safetensors")]
+    assert is_paddle_layout(tmp_path / "w.safetensors") and not is_paddle_layout(tmp_path / "t.safetensors")
+    a = create_model(TINY, pretrained=str(tmp_path / "w.pdparams")).state_dict()
+    b = create_model(TINY, pretrained=str(tmp_path / "w.safetensors")).state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k].numpy(), b[k].numpy(), err_msg=k)
+    fc = test_scripts._official()["fc.weight"]
+    np.testing.assert_array_equal(b["fc.weight"].numpy(), fc.T)  # transposed once, not twice

@@ -284,6 +284,36 @@ _SAFETENSORS_DTYPES = {
 _MAX_SAFETENSORS_HEADER = 100 << 20
 
 
+PADDLE_LAYOUT_METADATA = {"format": "paddle_vits", "layout": "paddle"}
+
+
+def _safetensors_header(path):
+    """The JSON header of a ``.safetensors`` file (``None`` when it has none that parses)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n > min(os.path.getsize(path) - 8, _MAX_SAFETENSORS_HEADER):
+                return None
+            header = json.loads(f.read(n).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def is_paddle_layout(path):
+    """Whether ``path`` holds weights already in Paddle layout: a ``.pdparams`` file, or a
+    ``.safetensors`` file written by :func:`paddle_vits.convert.convert_checkpoint` (its metadata says so)."""
+    path = os.fspath(path).lower()
+    if path.endswith((".pdparams", ".pdparam")):
+        return True
+    if path.endswith(".safetensors"):
+        header = _safetensors_header(path)
+        meta = header.get("__metadata__") if header else None
+        return isinstance(meta, dict) and meta.get("layout") == PADDLE_LAYOUT_METADATA["layout"] \
+            and meta.get("format") == PADDLE_LAYOUT_METADATA["format"]
+    return False
+
+
 def _read_safetensors(path):
     """A ``.safetensors`` file, header and every tensor's byte range checked; bfloat16 becomes float32."""
     size = os.path.getsize(path)
