@@ -927,3 +927,57 @@ def test_converted_safetensors_beside_pdparams_load_identically(tmp_path):
         np.testing.assert_array_equal(a[k].numpy(), b[k].numpy(), err_msg=k)
     fc = test_scripts._official()["fc.weight"]
     np.testing.assert_array_equal(b["fc.weight"].numpy(), fc.T)  # transposed once, not twice
+
+
+def _dtype_ops(spec="f4", state=None):
+    state = state if state is not None else (b"(" + _int(3) + _str("<") + b"NNN" + _int(-1) + _int(-1) + _int(0)
+                                             + b"t")
+    return _call("numpy", "dtype", spec, b"\x89\x88") + state + b"b"
+
+
+def _unbuilt_array():
+    return (_global("numpy.core.multiarray", "_reconstruct") + b"(" + _global("numpy", "ndarray") + _int(0)
+            + b"\x85C\x01btR")
+
+
+MALFORMED = [
+    ("array_never_built", b"\x80\x02" + _unbuilt_array() + b".", "without data"),
+    ("array_as_dict_key", b"\x80\x02}" + _unbuilt_array() + _int(1) + b"s.", "without data|dict key"),
+    ("reconstruct_of_a_dtype", b"\x80\x02" + _global("numpy.core.multiarray", "_reconstruct") + b"(" + _dtype_ops()
+     + _int(0) + b"\x85C\x01btR.", "only plain numpy.ndarray"),
+    ("structured_dtype_state", b"\x80\x02" + _dtype_ops(state=b"(" + _int(3) + _str("<") + b"N(" + _str("a")
+                                                           + b"t}NNNt") + b".", "structured"),
+    ("byteorder_garbage", b"\x80\x02" + _dtype_ops(state=b"(" + _int(3) + _str("!") + b"NNN" + _int(-1) + _int(-1)
+                                                      + _int(0) + b"t") + b".", "byte order"),
+    ("string_dtype", b"\x80\x02" + _call("numpy", "dtype", "U8", b"\x89\x88") + b".", "not numeric"),
+    ("scalar_wrong_size", b"\x80\x02" + _global("numpy.core.multiarray", "scalar") + b"(" + _dtype_ops()
+     + b"C\x03abctR.", "scalar with 3 bytes"),
+    ("generator_state_garbage", b"\x80\x02" + _global("paddle.base.libpaddle", "GeneratorState") + b")\x81"
+     + b"(" + _int(-1) + _int(0) + _int(0) + b"(" + _int(0x41) + b"lt" + b"b.", "GeneratorState"),
+    ("generator_state_args", b"\x80\x02" + _call("paddle.base.libpaddle", "GeneratorState", "x") + b".",
+     "GeneratorState"),
+    ("reconstructor_of_a_real_class", b"\x80\x02" + _global("copyreg", "_reconstructor") + b"("
+     + _global("builtins", "dict") + _global("builtins", "object") + b"NtR.", "_reconstructor"),
+]
+
+
+@pytest.mark.parametrize("name, data, match", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_numpy_and_paddle_objects_refused(name, data, match):
+    with pytest.raises(UnsafePickleError, match=match):
+        safe_loads(data)
+
+
+def test_inert_metadata_via_protocol_0_reconstructor(tmp_path):
+    """``copyreg._reconstructor(argparse.Namespace, object, None)`` (protocol 0/1) in a .pth: an inert placeholder."""
+    from paddle_vits.convert.reader import _TorchUnpickler, _Budget
+
+    data = (b"\x80\x02}(" + _str("args") + _global("copyreg", "_reconstructor") + b"(" + _global("argparse", "Namespace")
+            + _global("builtins", "object") + b"NtR" + b"}" + _str("lr") + _int(1) + b"sb" + b"u.")
+    obj = _TorchUnpickler(io.BytesIO(data), None, "", _Budget(1)).load()
+    assert type(obj["args"]).__module__ == "inert.argparse" and not hasattr(obj["args"], "lr")
+
+
+def test_ordered_dict_attributes_are_dropped():
+    od = b"\x80\x02" + _global("collections", "OrderedDict") + b")R" + b"}" + _str("__class__") + _int(1) + b"sb."
+    got = safe_loads(od)
+    assert type(got).__name__ == "OrderedDict" and dict(got) == {}

@@ -208,6 +208,13 @@ class _OrderedDict(collections.OrderedDict):
         pass
 
 
+class _ObjectMarker:
+    """``builtins.object`` as the base argument of ``copyreg._reconstructor``; never instantiated from a file."""
+
+    def __new__(cls, *args, **kwargs):
+        raise UnsafePickleError("builtins.object is only rebuilt as copyreg._reconstructor's base")
+
+
 def _reconstructor(cls, base, state=None):
     """``copyreg._reconstructor`` (protocol 0/1 objects), only for inert placeholders."""
     if isinstance(cls, type) and issubclass(cls, InertObject):
@@ -233,6 +240,7 @@ SAFE_GLOBALS = {
     ("builtins", "eval"): _paddle_dense_tensor,
     ("collections", "OrderedDict"): _OrderedDict,
     ("copyreg", "_reconstructor"): _reconstructor,
+    ("builtins", "object"): _ObjectMarker,
     ("_codecs", "encode"): _codecs_encode,
     ("numpy", "ndarray"): _NdarrayType,
     ("numpy", "dtype"): _DtypeProxy,
