@@ -69,7 +69,8 @@ def main(argv=None):
     args = parse_args(argv)
     for flag, path in (("--image", args.image), ("--weights", args.weights), ("--labels", args.labels)):
         if path is not None and not os.path.isfile(path):
-            what = "is a directory" if os.path.isdir(path) else "does not exist"
+            what = ("is a directory" if os.path.isdir(path) else
+                    "is not a regular file" if os.path.exists(path) else "does not exist")
             raise UserError(f"{flag} {path!r} {what}", "give an existing file")
     if args.out is not None and os.path.isdir(args.out):
         raise UserError(f"--out {args.out!r} is a directory", "give a .png file name")

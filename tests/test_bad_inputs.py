@@ -942,7 +942,7 @@ def _unbuilt_array():
 
 MALFORMED = [
     ("array_never_built", b"\x80\x02" + _unbuilt_array() + b".", "without data"),
-    ("array_as_dict_key", b"\x80\x02}" + _unbuilt_array() + _int(1) + b"s.", "without data|dict key"),
+    ("array_as_dict_key", b"\x80\x02}" + _unbuilt_array() + _int(1) + b"s.", "without data|dict key|unhashable"),
     ("reconstruct_of_a_dtype", b"\x80\x02" + _global("numpy.core.multiarray", "_reconstruct") + b"(" + _dtype_ops()
      + _int(0) + b"\x85C\x01btR.", "only plain numpy.ndarray"),
     ("structured_dtype_state", b"\x80\x02" + _dtype_ops(state=b"(" + _int(3) + _str("<") + b"N(" + _str("a")

@@ -58,6 +58,8 @@ class _NdarrayType:
 class _DtypeProxy:
     """A numeric numpy dtype named by a pickle; its byte order is set by ``BUILD``."""
 
+    __hash__ = None  # proxies cannot become dict keys or set members (they are replaced after loading)
+
     def __init__(self, spec, align=False, copy=True):
         if isinstance(spec, bytes):  # Python 2 pickles read with encoding="bytes" (the CIFAR-10 batches)
             spec = spec.decode("ascii", "replace")
@@ -100,6 +102,8 @@ def _native(arr):
 
 class _ArrayProxy:
     """A numpy array rebuilt from ``(shape, dtype, fortran, raw bytes)``, sizes checked."""
+
+    __hash__ = None
 
     def __init__(self):
         self.array = None
@@ -156,6 +160,8 @@ def _paddle_dense_tensor(expr, scope=None, *rest):
 
 class _GeneratorStateProxy:
     """``paddle.base.libpaddle.GeneratorState`` fields, type-checked, rebuilt after loading."""
+
+    __hash__ = None
 
     def __init__(self, *args):
         if args:
