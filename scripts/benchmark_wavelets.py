@@ -33,7 +33,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", type=int_at_least(1), nargs=4, default=(8, 64, 56, 56), metavar=("B", "C", "H", "W"),
                    help="DWT input shape")
-    p.add_argument("--threads", type=int_at_least(1), default=2, help="CPU threads (set explicitly: import paddle pins 1)")
+    p.add_argument("--threads", type=int_at_least(1), default=2,
+                   help="CPU threads (set explicitly: import paddle pins 1)")
     p.add_argument("--repeats", type=int_at_least(1), default=7, help="timing rounds (the median is reported)")
     p.add_argument("--iters", type=int_at_least(1), default=20, help="calls per round")
     add_common_args(p)

@@ -35,7 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--num-samples", type=int_at_least(1), default=1000, help="LIME: perturbed images to evaluate")
     p.add_argument("--batch-size", type=int_at_least(1), default=32, help="LIME: images per forward pass")
     p.add_argument("--label", type=int_at_least(0), default=None, help="class to explain (default: the predicted one)")
-    p.add_argument("--num-classes", type=int_at_least(1), default=None, help="head size (default: read from the weights)")
+    p.add_argument("--num-classes", type=int_at_least(1), default=None,
+                   help="head size (default: read from the weights)")
     p.add_argument("--img-size", type=int_at_least(1), default=None,
                    help="input size if the model was built with another one")
     p.add_argument("--labels", default=None, help="text file with one class name per line (UTF-8)")

@@ -876,7 +876,8 @@ def _plain_unpickling(rel, source):
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if any(m.split(".")[0] in _PICKLE_MODULES for m in mods) and rel != "paddle_vits/utils/safe_pickle.py":
                 problems.append(f"{rel}:{node.lineno}: imports {mods}")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and isinstance(node.func.value, ast.Name):
             name = f"{node.func.value.id}.{node.func.attr}"
             if name in ("np.load", "numpy.load"):
                 if any(k.arg == "allow_pickle" for k in node.keywords):
@@ -971,8 +972,8 @@ def test_inert_metadata_via_protocol_0_reconstructor(tmp_path):
     """``copyreg._reconstructor(argparse.Namespace, object, None)`` (protocol 0/1) in a .pth: an inert placeholder."""
     from paddle_vits.convert.reader import _TorchUnpickler, _Budget
 
-    data = (b"\x80\x02}(" + _str("args") + _global("copyreg", "_reconstructor") + b"(" + _global("argparse", "Namespace")
-            + _global("builtins", "object") + b"NtR" + b"}" + _str("lr") + _int(1) + b"sb" + b"u.")
+    data = (b"\x80\x02}(" + _str("args") + _global("copyreg", "_reconstructor") + b"("
+            + _global("argparse", "Namespace") + _global("builtins", "object") + b"NtR" + b"}" + _str("lr") + _int(1) + b"sb" + b"u.")
     obj = _TorchUnpickler(io.BytesIO(data), None, "", _Budget(1)).load()
     assert type(obj["args"]).__module__ == "inert.argparse" and not hasattr(obj["args"], "lr")
 

@@ -163,7 +163,8 @@ class _TorchUnpickler(RestrictedUnpickler):
             ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
         }
         extra.update({key: inert_class(*key) for key in _INERT_METADATA})
-        extra.update({(mod, name): _StorageType(name) for name in _STORAGE_DTYPES for mod in ("torch", "torch.storage")})
+        extra.update({(mod, name): _StorageType(name)
+                      for name in _STORAGE_DTYPES for mod in ("torch", "torch.storage")})
         super().__init__(file, extra=extra)
         self._archive = archive
         self._prefix = prefix
