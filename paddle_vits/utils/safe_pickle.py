@@ -352,14 +352,9 @@ _ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeErr
            OverflowError, MemoryError, UnicodeDecodeError, RecursionError)
 
 
-def safe_loads(data, extra=None, encoding="ASCII", what="pickle"):
-    """Unpickle ``data`` (bytes) with :class:`RestrictedUnpickler`; proxies resolved.
-
-    Raises:
-        UnsafePickleError: a refused class, or a malformed/truncated pickle.
-    """
+def _load(file, extra, encoding, what):
     try:
-        obj = RestrictedUnpickler(io.BytesIO(data), extra=extra, encoding=encoding).load()
+        obj = RestrictedUnpickler(file, extra=extra, encoding=encoding).load()
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{what}: {e.what}", e.fix) from None
     except _ERRORS as e:
@@ -371,15 +366,21 @@ def safe_loads(data, extra=None, encoding="ASCII", what="pickle"):
         raise UnsafePickleError(f"{what}: {e.what}", e.fix) from None
 
 
+def safe_loads(data, extra=None, encoding="ASCII", what="pickle"):
+    """Unpickle ``data`` (bytes) with :class:`RestrictedUnpickler`; proxies resolved.
+
+    Raises:
+        UnsafePickleError: a refused class, or a malformed/truncated pickle.
+    """
+    return _load(io.BytesIO(data), extra, encoding, what)
+
+
 def safe_load_file(f, extra=None, encoding="ASCII", what="pickle"):
-    """:func:`safe_loads` of an open binary file (or a path)."""
+    """:func:`safe_loads` of an open binary file (or a path), read as it is unpickled."""
     if isinstance(f, (str, os.PathLike)):
         with open(f, "rb") as fh:
-            data = fh.read()
-        what = what if what != "pickle" else os.fspath(f)
-    else:
-        data = f.read()
-    return safe_loads(data, extra=extra, encoding=encoding, what=what)
+            return _load(fh, extra, encoding, what if what != "pickle" else os.fspath(f))
+    return _load(f, extra, encoding, what)
 
 
 def _to_tensor(arr, name=None):
