@@ -982,3 +982,17 @@ def test_ordered_dict_attributes_are_dropped():
     od = b"\x80\x02" + _global("collections", "OrderedDict") + b")R" + b"}" + _str("__class__") + _int(1) + b"sb."
     got = safe_loads(od)
     assert type(got).__name__ == "OrderedDict" and dict(got) == {}
+
+
+LIVE = ["os.system", "posix.system", "builtins.eval", "builtins.exec", "subprocess.call", "stack_global", "inst",
+        "obj", "eval_not_literal"]
+
+
+@pytest.mark.parametrize("name", LIVE)
+def test_payloads_are_live_under_plain_pickle(tmp_path, name):
+    """Control: plain ``pickle.loads`` of the same bytes does run the payload, so the refusals above mean it."""
+    import pickle
+
+    target = tmp_path / "ran"
+    pickle.loads(_payload(name, target)[1])
+    assert target.exists()
