@@ -1,18 +1,22 @@
-"""Reading checkpoint files into flat ``{name: numpy.ndarray}`` state dicts.
+"""Reading checkpoint files into flat ``{name: numpy.ndarray}`` state dicts, without running their code.
 
 Supported inputs:
 
-* ``.safetensors``: read with the ``safetensors`` numpy API (no torch needed).
-* ``.pth`` / ``.pt`` / ``.bin`` (PyTorch zip format): read with
-  ``torch.load(weights_only=True)`` when torch is installed. Official
-  checkpoints that pickle non-tensor objects (an ``argparse.Namespace``, a yacs
-  config) are refused by that loader, and torch may be absent altogether, so
-  this module also reads the zip format itself with a *restricted* unpickler:
-  it rebuilds tensors as numpy arrays, allows a short list of plain containers
-  and replaces every other class by an inert stub. Nothing from the file is
-  executed. ``unsafe=True`` instead calls ``torch.load(weights_only=False)``,
-  which runs arbitrary pickled code: only for files you trust.
-* ``.pdparams``: a Paddle state dict (``paddle.load``).
+* ``.safetensors``: parsed here (header and every tensor's byte range checked;
+  bfloat16 is read as float32).
+* ``.pth`` / ``.pt`` / ``.bin`` (PyTorch zip format): the archive's pickle is
+  read by :class:`paddle_vits.utils.safe_pickle.RestrictedUnpickler` with the
+  tensor rebuilders added: every tensor's size, strides and offset are checked
+  against its storage before it is copied out, and expansion is bounded. The
+  metadata objects official releases pickle next to the weights (an
+  ``argparse.Namespace``, a yacs config; :data:`_INERT_METADATA`) become inert
+  placeholders; any other class is refused with its name. torch is not needed.
+* Legacy (pre-1.6, non-zip) PyTorch files: ``torch.load(weights_only=True)``,
+  only with torch >= 2.6.
+* ``.pdparams`` / ``.pdopt`` / ``.pdckpt``: :func:`paddle_vits.utils.safe_pickle.load_paddle`.
+
+``unsafe=True`` instead calls ``torch.load(weights_only=False)`` or
+``paddle.load``, which run arbitrary pickled code: only for files you trust.
 
 Why hand-written: no maintained library reads PyTorch's zip checkpoints into
 numpy without importing torch, and ``torch.load(weights_only=True)`` rejects
@@ -35,9 +39,6 @@ __all__ = ["CheckpointError", "check_finite", "read_checkpoint", "unwrap_state_d
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint file is missing, unreadable, or does not fit the model."""
-
-    def __init__(self, what, fix=None):
-        super().__init__(what, fix)
 
 
 _STORAGE_DTYPES = {

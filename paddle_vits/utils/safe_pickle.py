@@ -47,9 +47,6 @@ _FIX_UNSAFE = ("if the file comes from a source you trust completely, --unsafe-p
 class UnsafePickleError(UserError, ValueError):
     """A pickle names a class the restricted loader does not rebuild, or is malformed."""
 
-    def __init__(self, what, fix=None):
-        super().__init__(what, fix)
-
 
 class _NdarrayType:
     """Marker for ``numpy.ndarray`` as it appears in a pickle (the ``_reconstruct`` argument)."""
