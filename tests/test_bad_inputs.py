@@ -996,3 +996,34 @@ def test_payloads_are_live_under_plain_pickle(tmp_path, name):
     target = tmp_path / "ran"
     pickle.loads(_payload(name, target)[1])
     assert target.exists()
+
+
+class _Slow:
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        import time
+
+        time.sleep(0.05)
+        return np.zeros((3, 2, 2), np.float32), np.int64(0)
+
+
+def test_worker_killed_from_outside_is_an_error_not_a_hang():
+    """``kill -9`` of a decode worker mid-run (what the OOM killer does): the loader stops with an error."""
+    import multiprocessing as mp
+
+    from paddle_vits.eval import WorkerDiedError, iterate_batches
+
+    signal.alarm(120)
+    try:
+        batches = iterate_batches(_Slow(), batch_size=2, workers=2)
+        next(batches)
+        victims = mp.active_children()
+        assert victims, "no worker processes"
+        os.kill(victims[0].pid, signal.SIGKILL)
+        with pytest.raises(WorkerDiedError):
+            for _ in batches:
+                pass
+    finally:
+        signal.alarm(0)
