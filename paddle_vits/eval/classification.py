@@ -65,23 +65,23 @@ def iterate_batches(dataset, batch_size=64, workers=0):
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(dataset,))
     pending = []
+    todo = iter(chunks)
     try:
-        todo = iter(chunks)
-        for chunk in todo:
-            pending.append(pool.submit(_load_batch, chunk))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
+        while True:
             try:
+                while len(pending) < 2 * workers:
+                    chunk = next(todo, None)
+                    if chunk is None:
+                        break
+                    pending.append(pool.submit(_load_batch, chunk))
+                if not pending:
+                    return
                 batch = pending.pop(0).result()
             except cf.process.BrokenProcessPool:
                 raise WorkerDiedError(
                     f"an image-decoding worker process died (killed, or out of memory) with {workers} workers",
                     "rerun with fewer --workers, --workers 0, or a smaller --batch-size; check `dmesg` for the "
                     "OOM killer") from None
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(pool.submit(_load_batch, nxt))
             yield batch
     finally:
         for f in pending:
