@@ -11,6 +11,7 @@ dead process) instead of leaving it waiting for a batch that never comes.
 """
 import concurrent.futures as cf
 import multiprocessing as mp
+import signal
 import time
 from dataclasses import asdict, dataclass
 
@@ -32,6 +33,13 @@ _WORKER_DATASET = None
 def _init_worker(dataset):
     global _WORKER_DATASET
     _WORKER_DATASET = dataset
+
+
+def _init_child(dataset):
+    # Paddle's fatal-signal handler, inherited through fork, would print a C++ "crash" report when the
+    # pool terminates the surviving workers of a broken pool: a worker just ends on SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _init_worker(dataset)
 
 
 def _load_batch(indices):
@@ -63,7 +71,7 @@ def iterate_batches(dataset, batch_size=64, workers=0):
             _init_worker(None)
         return
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(dataset,))
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_child, initargs=(dataset,))
     pending = []
     todo = iter(chunks)
     try:
