@@ -14,18 +14,22 @@ import functools
 import sys
 import time
 
+from paddle_vits.utils.argtypes import int_at_least
+from paddle_vits.utils.cli import UserError, add_common_args, run
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registered model name or alias")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--img-size", type=int, default=None, help="input side (default: the model's)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--batch-size", type=int_at_least(1), default=32)
+    p.add_argument("--img-size", type=int_at_least(1), default=None, help="input side (default: the model's)")
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--steps", type=int_at_least(1), default=10, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int_at_least(0), default=2, help="untimed steps first")
     p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when available")
     p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
+    add_common_args(p)
     return p.parse_args(argv)
 
 
@@ -62,17 +66,15 @@ def main(argv=None):
     threads = set_num_threads(args.threads)
     gpu = args.device == "gpu" or (args.device is None and paddle.device.cuda.device_count() > 0)
     if gpu and paddle.device.cuda.device_count() == 0:
-        print("error: --device gpu but no CUDA device (install paddlepaddle-gpu)", file=sys.stderr)
-        return 2
+        raise UserError("--device gpu but no CUDA device", "install paddlepaddle-gpu, or use --device cpu")
     paddle.set_device("gpu" if gpu else "cpu")
     try:
         info = get_model_info(args.model)
         size = args.img_size or info.img_size
         kwargs = {} if size == info.img_size else dict(img_size=size)
         model = create_model(info.name, **kwargs)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(str(e).strip("'\""), "see scripts/list_models.py; check --img-size") from None
     n_params = sum(int(p.numel()) for p in model.parameters())
     macs = count_macs(model, input_size=(3, size, size))
     sync = functools.partial(_sync, paddle, gpu)
@@ -118,4 +120,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

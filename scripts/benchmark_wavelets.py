@@ -20,19 +20,25 @@ Reports the median over ``--repeats`` rounds of the mean of ``--iters`` calls, i
 """
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 
+from paddle_vits.utils.argtypes import int_at_least
+from paddle_vits.utils.cli import UserError, add_common_args, run
 
-def parse_args():
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", type=int, nargs=4, default=(8, 64, 56, 56), metavar=("B", "C", "H", "W"),
+    p.add_argument("--shape", type=int_at_least(1), nargs=4, default=(8, 64, 56, 56), metavar=("B", "C", "H", "W"),
                    help="DWT input shape")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (set explicitly: import paddle pins 1)")
-    p.add_argument("--repeats", type=int, default=7, help="timing rounds (the median is reported)")
-    p.add_argument("--iters", type=int, default=20, help="calls per round")
-    return p.parse_args()
+    p.add_argument("--threads", type=int_at_least(1), default=2,
+                   help="CPU threads (set explicitly: import paddle pins 1)")
+    p.add_argument("--repeats", type=int_at_least(1), default=7, help="timing rounds (the median is reported)")
+    p.add_argument("--iters", type=int_at_least(1), default=20, help="calls per round")
+    add_common_args(p)
+    return p.parse_args(argv)
 
 
 def build_variants(C):
@@ -131,8 +137,11 @@ def time_fwd_bwd(fn, x, g, repeats, iters):
     return float(np.median(rounds)), float(min(rounds)), float(max(rounds))
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    if args.shape[2] % 2 or args.shape[3] % 2:
+        raise UserError(f"--shape {' '.join(map(str, args.shape))}: H and W must be even for a Haar DWT",
+                        "use even sizes, e.g. 8 64 56 56")
     import paddle
 
     from paddle_vits.layers import interleave_permutation
@@ -167,12 +176,15 @@ def main():
                 out = paddle.gather(out, inv, axis=1)
             err = float((out - ref).abs().max())
             if err > 1e-5:
-                raise SystemExit(f"{name}: differs from the reference by {err:.3g}")
+                print(f"error: {name}: differs from the reference by {err:.3g}", file=sys.stderr)
+                return 1
             gi = g if (blocked or title == "IDWT") else paddle.gather(g, perm, axis=1)
             med, lo, hi = time_fwd_bwd(fn, inp, gi, args.repeats, args.iters)
             base = base or med
             print(f"  {name:<58s} {med:7.2f} ms  [{lo:.2f}-{hi:.2f}]  {base / med:4.1f}x")
         print()
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -7,92 +7,151 @@ Writes ``OUT/model.json`` + ``OUT/model.pdiparams`` (load with
 ``paddle.jit.load(OUT/model)`` or Paddle Inference) and, with ``--onnx``,
 ``OUT/model.onnx`` (needs ``pip install paddle2onnx``). Models with PyLayers
 (Wave-ViT's DWT/IDWT) are switched to their plain-op path first
-(``model.set_export_mode(True)``), which gives identical numbers. The script
-checks that the exported program reproduces the eager model on a random batch.
+(``model.set_export_mode(True)``), which gives identical numbers.
+
+The export is checked before it is kept: the program reloaded with
+``paddle.jit.load`` (and the ONNX model under onnxruntime, when installed) must
+reproduce the eager model's logits on a random batch within
+``|exported - eager| <= --atol + --rtol * |eager|`` (default 1e-4 each). The files
+are written to a temporary folder inside ``OUT`` and moved into place only after
+that check: a failed or interrupted export leaves a previous export in ``OUT`` as it
+was, and a disagreement exits 1. Expected failures print ``error: <what> (<fix>)``
+and exit 2.
 """
 import argparse
 import os
+import shutil
+import sys
+import tempfile
 
 import numpy as np
 
+from paddle_vits.utils.argtypes import float_range, int_at_least
+from paddle_vits.utils.cli import UserError, add_common_args, run
 
-def parse_args():
+EXIT_MISMATCH = 1
+
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registered model name or alias (see paddle_vits.list_models())")
     p.add_argument("--weights", default=None, help=".pdparams or official .pth/.safetensors, or 'pretrained' / a "
                    "release tag (downloaded and cached; default: random init)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--num-classes", type=int, default=None,
+    p.add_argument("--num-classes", type=int_at_least(1), default=None,
                    help="head size (default: read from the weights, else 1000)")
-    p.add_argument("--img-size", type=int, default=None, help="input side (default: the model's eval size)")
+    p.add_argument("--img-size", type=int_at_least(1), default=None, help="input side (default: the model's eval size)")
     p.add_argument("--onnx", action="store_true", help="also write OUT/model.onnx with paddle2onnx")
-    p.add_argument("--opset", type=int, default=13, help="ONNX opset")
+    p.add_argument("--opset", type=int_at_least(7, 21), default=13, help="ONNX opset")
     p.add_argument("--onnx-optimizer", choices=("onnxoptimizer", "polygraphy", "none"), default="onnxoptimizer",
                    help="paddle2onnx's graph clean-up (polygraphy pip-installs its own dependencies on first use)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    return p.parse_args()
+    p.add_argument("--atol", type=float_range(0.0), default=1e-4, help="absolute tolerance of the export check")
+    p.add_argument("--rtol", type=float_range(0.0), default=1e-4, help="relative tolerance of the export check")
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--unsafe-pickle", action="store_true",
+                   help="read --weights with plain pickle, which runs code stored in the file (trusted files only)")
+    p.add_argument("--allow-nonfinite", action="store_true", help="load weights holding NaN/inf on purpose")
+    add_common_args(p)
+    return p.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def agreement(name, out, ref, atol, rtol):
+    """``(ok, message)``: whether ``out`` matches ``ref`` within ``atol + rtol * |ref|``."""
+    if out.shape != ref.shape:
+        return False, f"{name}: output shape {out.shape} vs eager {ref.shape}"
+    diff = np.abs(out.astype(np.float64) - ref)
+    excess = diff - (atol + rtol * np.abs(ref))
+    ok = bool(np.isfinite(out).all() and (excess <= 0).all())
+    return ok, f"{name}: max abs difference to the eager model {diff.max():.3g} (tolerance {atol:g} + {rtol:g}*|eager|)"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out!r} is a file", "--out is a directory that will hold model.json etc.")
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise UserError(f"--weights {args.weights!r} does not exist", "give a .pdparams or official checkpoint")
+    if args.onnx:
+        try:
+            import paddle2onnx
+        except ImportError:
+            raise UserError("--onnx needs paddle2onnx", "pip install paddle2onnx") from None
     import paddle
 
     from paddle_vits import create_model, get_model_info
-    from paddle_vits.hub import WeightsError, weights_file
+    from paddle_vits.convert import infer_num_classes, load_pretrained, read_checkpoint
+    from paddle_vits.hub import weights_file
     from paddle_vits.utils import set_num_threads
 
     set_num_threads(args.threads)
-    info = get_model_info(args.model)
     try:
-        weights = weights_file(info.name, args.weights) if args.weights else None
-    except WeightsError as e:
-        raise SystemExit(f"error: {e}") from None
+        info = get_model_info(args.model)
+    except (KeyError, ValueError) as e:
+        raise UserError(str(e).strip("'\""), "see scripts/list_models.py") from None
+    state_dict = weights = None
+    if args.weights:
+        weights = weights_file(info.name, args.weights)  # a path, 'pretrained' or a release tag
+        state_dict = read_checkpoint(weights, unsafe=args.unsafe_pickle, allow_nonfinite=args.allow_nonfinite)
     num_classes = args.num_classes
     if num_classes is None:
-        num_classes = "checkpoint" if weights else 1000  # the checkpoint is read once, by create_model
+        num_classes = infer_num_classes(state_dict, info) if weights else 1000
     size = args.img_size or info.img_size
     kwargs = {"img_size": size} if args.img_size else {}
-    model = create_model(info.name, pretrained=weights or False, num_classes=num_classes, **kwargs)
-    num_classes = model.num_classes
+    try:
+        model = create_model(info.name, num_classes=num_classes, **kwargs)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"cannot build {info.name} with these options: {e}", "check --img-size/--num-classes") \
+            from None
+    if weights:
+        load_pretrained(model, weights, model_name=info.name, state_dict=state_dict)
     model.eval()
     if hasattr(model, "set_export_mode"):
         model.set_export_mode(True)
 
     os.makedirs(args.out, exist_ok=True)
-    prefix = os.path.join(args.out, "model")
-    spec = [paddle.static.InputSpec([None, 3, size, size], "float32", name="image")]
-    static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
-    paddle.jit.save(static, prefix)
-    print(f"saved {prefix}.json / {prefix}.pdiparams ({info.name}, {num_classes} classes, input 3x{size}x{size})")
-
-    x = paddle.randn([2, 3, size, size])
-    with paddle.no_grad():
-        ref = model(x).numpy()
-        out = paddle.jit.load(prefix)(x).numpy()
-    print(f"jit.load check: max abs difference to the eager model {np.abs(out - ref).max():.3g}")
-
-    if args.onnx:
-        try:
-            import paddle2onnx
-        except ImportError:
-            raise SystemExit("--onnx needs paddle2onnx: pip install paddle2onnx") from None
-        onnx_path = prefix + ".onnx"
-        paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", save_file=onnx_path,
-                           opset_version=args.opset, enable_onnx_checker=True,
-                           enable_optimize=args.onnx_optimizer != "none",
-                           optimize_tool=args.onnx_optimizer if args.onnx_optimizer != "none" else "onnxoptimizer")
-        print(f"saved {onnx_path}")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            print("onnxruntime not installed: ONNX output not checked (pip install onnxruntime)")
-            return
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors only
-        sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
-        onnx_out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-        print(f"onnxruntime check: max abs difference to the eager model {np.abs(onnx_out - ref).max():.3g}")
+    tmp = tempfile.mkdtemp(prefix=".export.tmp-", dir=args.out)
+    try:
+        prefix = os.path.join(tmp, "model")
+        spec = [paddle.static.InputSpec([None, 3, size, size], "float32", name="image")]
+        static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
+        paddle.jit.save(static, prefix)
+        x = paddle.randn([2, 3, size, size])
+        with paddle.no_grad():
+            ref = model(x).numpy().astype(np.float64)
+            out = paddle.jit.load(prefix)(x).numpy()
+        checks = [agreement("jit.load check", out, ref, args.atol, args.rtol)]
+        if args.onnx:
+            paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", save_file=prefix + ".onnx",
+                               opset_version=args.opset, enable_onnx_checker=True,
+                               enable_optimize=args.onnx_optimizer != "none",
+                               optimize_tool=args.onnx_optimizer if args.onnx_optimizer != "none" else "onnxoptimizer")
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                print("onnxruntime not installed: ONNX output not checked (pip install onnxruntime)")
+            else:
+                opts = ort.SessionOptions()
+                opts.log_severity_level = 3  # errors only
+                sess = ort.InferenceSession(prefix + ".onnx", opts, providers=["CPUExecutionProvider"])
+                onnx_out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+                checks.append(agreement("onnxruntime check", onnx_out, ref, args.atol, args.rtol))
+        for ok, message in checks:
+            print(message if ok else f"error: {message}: the export disagrees with the eager model",
+                  file=sys.stdout if ok else sys.stderr)
+        if not all(ok for ok, _ in checks):
+            print(f"error: nothing written to {args.out} (a previous export there is kept)", file=sys.stderr)
+            return EXIT_MISMATCH
+        written = []
+        for name in sorted(os.listdir(tmp)):
+            os.replace(os.path.join(tmp, name), os.path.join(args.out, name))
+            written.append(os.path.join(args.out, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"saved {', '.join(written)} ({info.name}, {num_classes} classes, input 3x{size}x{size})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

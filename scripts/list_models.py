@@ -13,14 +13,19 @@ import argparse
 import fnmatch
 import sys
 
+from paddle_vits.utils.argtypes import int_at_least
+from paddle_vits.utils.cli import add_common_args, run
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pattern", nargs="?", default=None, help="shell-style pattern, e.g. 'cait_*_384'")
     p.add_argument("--markdown", action="store_true", help="print README's markdown table (counts GMACs)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for counting GMACs (default: all cores)")
+    p.add_argument("--threads", type=int_at_least(1), default=None,
+                   help="CPU threads for counting GMACs (default: all cores)")
     p.add_argument("--weights-markdown", action="store_true",
                    help="print README's markdown table of released weights (model, tag, sources, size, top-1)")
+    add_common_args(p)
     return p.parse_args(argv)
 
 
@@ -94,4 +99,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

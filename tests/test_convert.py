@@ -123,11 +123,11 @@ def test_hostile_pickle_is_never_executed_without_torch(tmp_path):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", pickle.dumps({"payload": _Evil(marker)}, protocol=2))
         z.writestr("archive/byteorder", "little")
-    with pytest.raises(CheckpointError, match="no tensors"):
+    with pytest.raises(CheckpointError, match=r"asks for (posix|os)\.system.*refused"):
         read_checkpoint(path)
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("archive/data.pkl", pickle.dumps(_Evil(marker), protocol=2))
-    with pytest.raises(CheckpointError, match="expected a state dict"):
+        z.writestr("archive/data.pkl", pickle.dumps({"note": "plain"}, protocol=2))
+    with pytest.raises(CheckpointError, match="no tensors"):
         read_checkpoint(path)
     assert not marker.exists()
 

@@ -125,7 +125,7 @@ def _run_cli(tmp_path, *args):
     runner = tmp_path / "run_eval.py"
     runner.write_text(
         "import runpy, sys\n"
-        f"sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})\n"
+        f"sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'tests')!r}]\n"
         "from test_eval_imagenet import register_tiny_model\n"
         "register_tiny_model()\n"
         f"sys.argv = ['eval_imagenet.py'] + sys.argv[1:]\n"

@@ -18,6 +18,7 @@ from paddle_vits.models.cait import ClassAttention
 pytest.importorskip("lime")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ENV = dict(os.environ, PYTHONPATH=ROOT)  # the scripts import this checkout's paddle_vits
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
@@ -412,7 +413,7 @@ def test_explain_script(tmp_path, method):
            "--threads", "1"]
     if "img_size" in kwargs:
         cmd += ["--img-size", str(kwargs["img_size"])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert os.path.getsize(out) > 0
     assert "top-" in proc.stdout
@@ -436,7 +437,7 @@ def test_explain_script_errors_are_clear(tmp_path):
         (["--weights", weights, "--image", image], "does not fit .*--img-size"),  # trained at test size, not 224
     ]
     for args, pattern in cases:
-        proc = subprocess.run(script + args, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(script + args, capture_output=True, text=True, timeout=300, env=_ENV)
         assert proc.returncode != 0
         assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert re.search(pattern, proc.stderr, re.S), proc.stderr[-2000:]

@@ -54,7 +54,7 @@ def _run(tmp_path, script, *args):
     runner = tmp_path / f"run_{script}"
     runner.write_text(
         "import runpy, sys\n"
-        f"sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})\n"
+        f"sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'tests')!r}]\n"
         "from test_scripts import register_tiny_model\n"
         "register_tiny_model()\n"
         f"sys.argv = [{script!r}] + sys.argv[1:]\n"

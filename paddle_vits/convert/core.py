@@ -18,9 +18,10 @@ import numpy as np
 import paddle.nn as nn
 
 from ..registry import get_model_info
-from .reader import CheckpointError, read_checkpoint
+from .reader import PADDLE_LAYOUT_METADATA, CheckpointError, is_paddle_layout, read_checkpoint
 
-__all__ = ["convert_state_dict", "load_pretrained", "convert_checkpoint", "check_state_dict", "infer_num_classes"]
+__all__ = ["convert_state_dict", "load_pretrained", "convert_checkpoint", "check_state_dict", "infer_num_classes",
+           "save_safetensors"]
 
 _BN_TYPES = (nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.BatchNorm, nn.SyncBatchNorm)
 
@@ -151,11 +152,12 @@ def convert_state_dict(state_dict, model, model_name=None, reinit_head=False):
 
 
 def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=False, resize_pos_embed=False,
-                    state_dict=None):
+                    state_dict=None, allow_nonfinite=False):
     """Load weights into ``model`` from a ``.pdparams`` or an official checkpoint.
 
-    A ``.pdparams`` file must already be in Paddle layout (as written by
-    :func:`convert_checkpoint`); any other file is converted on the fly.
+    A ``.pdparams`` file, or a ``.safetensors`` file written by
+    :func:`convert_checkpoint` (marked in its metadata), must already be in
+    Paddle layout; any other file is converted on the fly.
 
     Args:
         model: A model built by :func:`paddle_vits.create_model`.
@@ -168,14 +170,15 @@ def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=Fals
             resolution to the model's (fine-tuning at a new image size).
         state_dict: The contents of ``path`` if the caller has read it already
             (:func:`read_checkpoint`), so that the file is read once.
+        allow_nonfinite: Load weights holding NaN/inf (refused by default).
 
     Returns:
         The list of classifier keys that were re-initialised (empty when none).
     """
     model_name, info = _model_info(model, model_name)
     path = os.fspath(path)
-    sd = read_checkpoint(path, unsafe=unsafe) if state_dict is None else state_dict
-    if not path.lower().endswith((".pdparams", ".pdparam")):
+    sd = read_checkpoint(path, unsafe=unsafe, allow_nonfinite=allow_nonfinite) if state_dict is None else state_dict
+    if not is_paddle_layout(path):
         sd = _to_paddle_layout(sd, model)
     if resize_pos_embed:
         from .pos_embed import resize_pos_embeds
@@ -189,7 +192,8 @@ def load_pretrained(model, path, model_name=None, reinit_head=False, unsafe=Fals
     return skipped
 
 
-def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **model_kwargs):
+def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, allow_nonfinite=False, safetensors=False,
+                       **model_kwargs):
     """Convert an official checkpoint file to a ``.pdparams`` file.
 
     Args:
@@ -199,6 +203,9 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
         num_classes: Head size; ``None`` keeps the checkpoint's. Another size
             re-initialises the head.
         unsafe: Allow executing pickled code (``torch.load(weights_only=False)``).
+        allow_nonfinite: Convert weights holding NaN/inf (refused by default).
+        safetensors: Also write the weights as ``.safetensors`` next to ``out``
+            (a format that cannot carry code; readable by every loader here).
         **model_kwargs: Extra model arguments (e.g. ``img_size``).
 
     Returns:
@@ -207,7 +214,7 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
     from ..utils import atomic_save
 
     info = get_model_info(model_name)
-    sd = read_checkpoint(src, unsafe=unsafe)
+    sd = read_checkpoint(src, unsafe=unsafe, allow_nonfinite=allow_nonfinite)
     reinit = num_classes is not None
     if num_classes is None:
         num_classes = infer_num_classes(sd, info)
@@ -215,9 +222,32 @@ def convert_checkpoint(model_name, src, out, num_classes=None, unsafe=False, **m
     converted, skipped = convert_state_dict(sd, model, info.name, reinit_head=reinit)
     model.set_state_dict(converted)
     atomic_save(model.state_dict(), out)
+    written = [os.fspath(out)]
+    if safetensors:
+        written.append(save_safetensors(model.state_dict(), os.path.splitext(os.fspath(out))[0] + ".safetensors"))
     n_params = int(sum(int(np.prod(p.shape)) for p in model.parameters()))
     return dict(model=info.name, tensors=len(converted), params=n_params,
-                num_classes=num_classes, skipped=skipped, out=os.fspath(out))
+                num_classes=num_classes, skipped=skipped, out=os.fspath(out), written=written)
+
+
+def save_safetensors(state_dict, path):
+    """Write a Paddle state dict as ``.safetensors`` (atomically), marked as Paddle layout.
+
+    Args:
+        state_dict: ``{name: paddle.Tensor or numpy array}``.
+        path: Output file.
+
+    Returns:
+        ``path``.
+    """
+    from safetensors.numpy import save
+
+    from ..utils import atomic_write_bytes
+
+    arrays = {k: np.ascontiguousarray(v.numpy() if hasattr(v, "numpy") else np.asarray(v))
+              for k, v in state_dict.items()}
+    atomic_write_bytes(path, save(arrays, metadata=dict(PADDLE_LAYOUT_METADATA)))
+    return os.fspath(path)
 
 
 def infer_num_classes(state_dict, info):

@@ -7,7 +7,6 @@ pickled dicts with ``b'data'`` (uint8 ``[N, 3072]``, channel-planar RGB 32x32) a
 where to put the file.
 """
 import os
-import pickle
 import random
 import socket
 import tarfile
@@ -16,6 +15,9 @@ import zlib
 import numpy as np
 import paddle
 
+from ..utils.cli import UserError
+from ..utils.safe_pickle import UnsafePickleError, safe_load_file
+
 CIFAR10_URL = "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz"
 CIFAR10_OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -23,17 +25,34 @@ DEFAULT_PATH = os.path.join("data", "cifar-10-python.tar.gz")
 _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
-class CifarError(ValueError):
+class CifarError(UserError, ValueError):
     """A missing, unreadable or corrupt CIFAR-10 archive."""
 
 
+_MAX_MEMBER = 64 << 20  # a real batch is 30.7 MB; larger is a crafted (or another) archive
+
+
 def _read_batch(tar, member, path):
+    if member.size > _MAX_MEMBER:
+        raise CifarError(f"{path}: batch {member.name} is {member.size} bytes, over the {_MAX_MEMBER} a CIFAR-10 "
+                         f"batch can be; not cifar-10-python.tar.gz (download it from {CIFAR10_OFFICIAL_URL})")
     try:
         with tar.extractfile(member) as f:
-            batch = pickle.load(f, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, EOFError, zlib.error, tarfile.TarError, pickle.UnpicklingError, KeyError, ValueError) as e:
+            batch = safe_load_file(f, encoding="bytes", what="its pickle")
+    except UnsafePickleError as e:
+        raise CifarError(f"{path}: batch {member.name} is corrupt or crafted ({e.what}). Delete the file and "
+                         f"download it again from {CIFAR10_OFFICIAL_URL}") from None
+    try:
+        if not isinstance(batch, dict):
+            raise ValueError(f"a {type(batch).__name__}, not a dict")
+        data = np.asarray(batch[b"data"])
+        if data.dtype != np.uint8:
+            raise ValueError(f"data of dtype {data.dtype}, not uint8")
+        labels = np.asarray(batch[b"labels"])
+        if labels.dtype.kind not in "iu":
+            raise ValueError(f"labels of dtype {labels.dtype}, not integers")
+        labels = labels.astype(np.int64)
+    except (OSError, EOFError, zlib.error, tarfile.TarError, KeyError, ValueError, TypeError) as e:
         raise CifarError(f"{path}: batch {member.name} is corrupt ({type(e).__name__}: {e}). Delete the file and "
                          f"download it again from {CIFAR10_OFFICIAL_URL}") from e
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
@@ -76,11 +95,16 @@ def read_cifar10(path):
         test = _read_batch(tar, members["test_batch"], path)
         classes = CIFAR10_CLASSES
         if "batches.meta" in members:
+            if members["batches.meta"].size > _MAX_MEMBER:
+                raise CifarError(f"{path}: batches.meta is {members['batches.meta'].size} bytes; not CIFAR-10")
             try:
                 with tar.extractfile(members["batches.meta"]) as f:
-                    meta = pickle.load(f, encoding="bytes")
+                    meta = safe_load_file(f, encoding="bytes", what="its pickle")
                 classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"])
-            except (OSError, EOFError, zlib.error, pickle.UnpicklingError, KeyError) as e:
+                if not classes or len(classes) > 1000:
+                    raise ValueError(f"{len(classes)} class names")
+            except (OSError, EOFError, zlib.error, UnsafePickleError, KeyError, TypeError, ValueError,
+                    UnicodeDecodeError) as e:
                 raise CifarError(f"{path}: batches.meta is corrupt ({e}); download the archive again") from e
     for name, (_, y) in (("train", train), ("test", test)):
         if len(y) and (y.min() < 0 or y.max() >= len(classes)):

@@ -6,13 +6,58 @@ memory segfaults or hangs intermittently when worker transforms return Paddle
 tensors, while numpy outputs are reliable.
 """
 import math
+import os
+import stat
+import warnings
 
 import numpy as np
 from PIL import Image
 
 from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-__all__ = ["INTERPOLATIONS", "EvalTransform", "resolve_eval_config", "eval_resize_size"]
+__all__ = ["INTERPOLATIONS", "MAX_IMAGE_PIXELS", "MAX_RESIZED_PIXELS", "BadImageError", "EvalTransform",
+           "open_image", "resolve_eval_config", "eval_resize_size"]
+
+# Memory bounds of one image: decoding (PIL's own bomb limit, ~268 MB of RGB) and the aspect-keeping
+# resize (a 3,000,000 x 1 PNG would otherwise ask for a 768,000,000 x 256 image).
+MAX_IMAGE_PIXELS = 89_478_485
+MAX_RESIZED_PIXELS = 1 << 25
+
+
+class BadImageError(ValueError):
+    """An image that cannot be decoded, or whose decoding or resizing would exceed the memory bounds."""
+
+
+def open_image(path, error=BadImageError):
+    """Decode ``path`` to an RGB PIL image, refusing decompression bombs before decoding.
+
+    Args:
+        path: Image file.
+        error: Exception class raised (with the path and the reason) for a bad image.
+
+    Raises:
+        ``error``: unreadable, truncated, not an image, over :data:`MAX_IMAGE_PIXELS`
+        (a decompression bomb), or out of memory while decoding.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            raise BadImageError("not a regular file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w <= 0 or h <= 0 or w * h > MAX_IMAGE_PIXELS:
+                    raise BadImageError(f"{w}x{h} pixels, over the {MAX_IMAGE_PIXELS} decoded per image "
+                                        "(a decompression bomb?)")
+                return img.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise error(f"bad image {path!r}: decompression bomb ({e})") from None
+    except BadImageError as e:
+        raise error(f"bad image {path!r}: {e}") from None
+    except MemoryError:
+        raise error(f"bad image {path!r}: out of memory while decoding it") from None
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError) as e:
+        raise error(f"cannot read image {path!r}: {e}") from None
 
 INTERPOLATIONS = {
     "bicubic": Image.BICUBIC,
@@ -69,12 +114,22 @@ def resolve_eval_config(info=None, img_size=None, crop_pct=None, interpolation=N
 
 def resize_center_crop(img, resize, out_hw, interpolation="bicubic"):
     """Resize the shorter side of a PIL image to ``resize`` (aspect ratio kept, as torchvision's
-    ``Resize(int)``), then center-crop ``out_hw = (height, width)``."""
+    ``Resize(int)``), then center-crop ``out_hw = (height, width)``.
+
+    Raises:
+        BadImageError: the resized image would exceed :data:`MAX_RESIZED_PIXELS`
+            (an absurd aspect ratio), or the image is empty.
+    """
     w, h = img.size
+    if w <= 0 or h <= 0:
+        raise BadImageError(f"image of {w}x{h} pixels")
     if w <= h:
         new_w, new_h = resize, int(resize * h / w)
     else:
         new_w, new_h = int(resize * w / h), resize
+    if new_w * new_h > MAX_RESIZED_PIXELS:
+        raise BadImageError(f"a {w}x{h} image (aspect ratio {max(w, h) / min(w, h):.0f}:1) would be resized to "
+                            f"{new_w}x{new_h} pixels, over the {MAX_RESIZED_PIXELS} allowed")
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), INTERPOLATIONS[interpolation])
     out_h, out_w = out_hw

@@ -1,4 +1,4 @@
 """Classification evaluation: top-k accuracy over a loader."""
-from .classification import BatchLoader, EvalResult, accuracy_counts, evaluate, iterate_batches
+from .classification import BatchLoader, EvalResult, WorkerDiedError, accuracy_counts, evaluate, iterate_batches
 
-__all__ = ["BatchLoader", "EvalResult", "accuracy_counts", "evaluate", "iterate_batches"]
+__all__ = ["BatchLoader", "EvalResult", "WorkerDiedError", "accuracy_counts", "evaluate", "iterate_batches"]

@@ -1,21 +1,31 @@
 """Top-1/top-5 evaluation of a classifier.
 
 Batches come from :func:`iterate_batches`, a small loader over a map-style
-dataset whose items are numpy arrays: worker processes (``multiprocessing``)
-decode and preprocess images, the main process runs the model. It does not use
-``paddle.io.DataLoader``, whose shared-memory workers segfault or hang
-intermittently on CPU in Paddle 3.3, and it can drop unreadable images
-(``None`` items) without breaking batch collation.
+dataset whose items are numpy arrays: worker processes decode and preprocess
+images, the main process runs the model. It is not ``paddle.io.DataLoader``
+(which the training engine uses, also over numpy items) for two reasons of
+evaluation: unreadable images are dropped (``None`` items, counted) without
+breaking batch collation, and a worker that dies (the OOM killer) stops the
+run at once with :class:`WorkerDiedError` (``concurrent.futures`` notices the
+dead process) instead of leaving it waiting for a batch that never comes.
 """
+import concurrent.futures as cf
 import multiprocessing as mp
+import signal
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..data.imagenet import collate_skip
+from ..utils.cli import UserError
 
-__all__ = ["BatchLoader", "EvalResult", "accuracy_counts", "evaluate", "iterate_batches"]
+__all__ = ["BatchLoader", "EvalResult", "WorkerDiedError", "accuracy_counts", "evaluate", "iterate_batches"]
+
+
+class WorkerDiedError(UserError, RuntimeError):
+    """An image-decoding worker process died (killed, out of memory) during evaluation."""
+
 
 _WORKER_DATASET = None
 
@@ -23,6 +33,13 @@ _WORKER_DATASET = None
 def _init_worker(dataset):
     global _WORKER_DATASET
     _WORKER_DATASET = dataset
+
+
+def _init_child(dataset):
+    # Paddle's fatal-signal handler, inherited through fork, would print a C++ "crash" report when the
+    # pool terminates the surviving workers of a broken pool: a worker just ends on SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _init_worker(dataset)
 
 
 def _load_batch(indices):
@@ -36,11 +53,16 @@ def iterate_batches(dataset, batch_size=64, workers=0):
         dataset: Map-style dataset of ``(numpy image, label)`` items, or ``None`` for a skipped item.
         batch_size: Items per batch (the last one may be smaller).
         workers: Worker processes decoding images; ``0`` loads in the main process.
+
+    Raises:
+        WorkerDiedError: a worker process died (at most ``2 * workers`` batches are in flight).
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
     chunks = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
-    if workers <= 0:
+    if workers == 0:
         _init_worker(dataset)
         try:
             for chunk in chunks:
@@ -49,8 +71,30 @@ def iterate_batches(dataset, batch_size=64, workers=0):
             _init_worker(None)
         return
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(dataset,)) as pool:
-        yield from pool.imap(_load_batch, chunks, chunksize=1)
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_child, initargs=(dataset,))
+    pending = []
+    todo = iter(chunks)
+    try:
+        while True:
+            try:
+                while len(pending) < 2 * workers:
+                    chunk = next(todo, None)
+                    if chunk is None:
+                        break
+                    pending.append(pool.submit(_load_batch, chunk))
+                if not pending:
+                    return
+                batch = pending.pop(0).result()
+            except cf.process.BrokenProcessPool:
+                raise WorkerDiedError(
+                    f"an image-decoding worker process died (killed, or out of memory) with {workers} workers",
+                    "rerun with fewer --workers, --workers 0, or a smaller --batch-size; check `dmesg` for the "
+                    "OOM killer") from None
+            yield batch
+    finally:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class BatchLoader:
@@ -134,6 +178,9 @@ def evaluate(model, loader, num_classes=None, progress=True, amp=False):
                 logits = model(x)
             logits = logits.astype("float32").numpy()
             labels = labels.numpy() if isinstance(labels, paddle.Tensor) else np.asarray(labels)
+            if not np.isfinite(logits).all():
+                raise ValueError("the model returned NaN or infinite logits: broken weights or an overflow "
+                                 "(with --amp, try without)")
             if num_classes is not None and logits.shape[1] != num_classes:
                 raise ValueError(f"model returns {logits.shape[1]} logits, expected {num_classes}")
             if labels.max(initial=0) >= logits.shape[1]:

@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from ..data.transforms import INTERPOLATIONS, eval_resize_size, resize_center_crop
+from ..data.transforms import INTERPOLATIONS, eval_resize_size, open_image, resize_center_crop
 
 
 def eval_crop(image, img_size=224, crop_pct=0.875, interpolation="bicubic"):
@@ -26,11 +26,15 @@ def eval_crop(image, img_size=224, crop_pct=0.875, interpolation="bicubic"):
 
     Returns:
         np.ndarray: ``uint8`` RGB image ``[img_size, img_size, 3]``.
+
+    Raises:
+        BadImageError: an unreadable image, a decompression bomb or an absurd
+            aspect ratio (see :mod:`paddle_vits.data.transforms`).
     """
     if isinstance(image, (str, os.PathLike)):
         if not os.path.isfile(image):
             raise FileNotFoundError(f"image file {os.fspath(image)!r} does not exist")
-        image = Image.open(image)
+        image = open_image(os.fspath(image))
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ValueError(f"array images must be uint8 [H, W, 3] in 0..255, got dtype {image.dtype}")

@@ -1,10 +1,10 @@
 """Overlays of explanation maps on images, saved as PNG (matplotlib, no display needed)."""
-import os
-
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ..utils.io import atomic_path
 
 
 def overlay(image, heatmap, alpha=0.5, cmap="jet", signed=False):
@@ -38,7 +38,7 @@ def save_overlays(path, image, maps, title=None, signed=False, cmap=None, dpi=10
     """Write a PNG: the image, then one overlay per map.
 
     Args:
-        path: Output ``.png`` path (folders are created).
+        path: Output ``.png`` path (folders are created; written atomically).
         image: uint8 ``[H, W, 3]``.
         maps: ``{caption: [H, W] map}``.
         title: Figure title (e.g. the top classes).
@@ -62,6 +62,6 @@ def save_overlays(path, image, maps, title=None, signed=False, cmap=None, dpi=10
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     return path

@@ -11,6 +11,7 @@ import numpy as np
 import paddle
 
 from ..utils import atomic_save
+from ..utils.safe_pickle import UnsafePickleError, load_paddle
 
 CHECKPOINT_NAME = "checkpoint.pdckpt"
 
@@ -101,7 +102,9 @@ def load_checkpoint(path):
         raise FileNotFoundError(f"no training checkpoint at {path}; --resume takes the output dir of a run "
                                 f"(it holds {CHECKPOINT_NAME})")
     try:
-        ckpt = paddle.load(path, return_numpy=True)
+        ckpt = load_paddle(path, return_numpy=True)
+    except UnsafePickleError:
+        raise
     except Exception as e:  # any unpickling failure of a damaged file
         raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e}); resume from an intact copy or start "
                          "again with --overwrite") from e

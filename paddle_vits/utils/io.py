@@ -47,7 +47,10 @@ def atomic_path(path):
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, "output path is a directory", path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except FileExistsError:  # a file where a folder of the path should be
+        raise NotADirectoryError(errno.ENOTDIR, "a part of the output path is a file", directory) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{_TMP_MARK}", dir=directory)
     os.close(fd)
     try:
