@@ -282,7 +282,7 @@ def test_resume_from_a_damaged_checkpoint(finished_run, tmp_path, content):
     (copy / "checkpoint.pdckpt").write_bytes(content)
     before = _snapshot(copy)
     r = _cli("--resume", str(copy), cwd=tmp_path)
-    _assert_one_line_error(r, "checkpoint.pdckpt is unreadable")
+    _assert_one_line_error(r, "checkpoint.pdckpt is not a readable pickle", "truncated, corrupt or crafted")
     assert _snapshot(copy) == before
 
 

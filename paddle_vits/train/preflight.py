@@ -15,6 +15,7 @@ import paddle.distributed as dist
 import paddle_vits
 
 from ..data.cifar import find_or_download_cifar10, read_cifar10
+from ..utils.safe_pickle import UnsafePickleError
 from .checkpoint import load_checkpoint
 from .config import TrainingError, merge_resume, resolve_config
 from .runlog import run_files
@@ -110,6 +111,8 @@ def start(cfg, data):
     if cfg.resume:
         try:
             ckpt = load_checkpoint(cfg.resume)
+        except UnsafePickleError as e:  # damaged or hostile: its own message and fix
+            raise TrainingError(f"--resume {cfg.resume}: {e.what}", e.fix) from e
         except (OSError, ValueError) as e:
             raise TrainingError(f"--resume {cfg.resume}: {e}",
                                 "--resume takes the output dir of a run (it holds a checkpoint)") from e
