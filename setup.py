@@ -24,7 +24,7 @@ with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
 EXPLAIN = ["lime>=0.2.0.1", "scikit-image>=0.22"]  # LIME explanations; skimage's sample images in notebooks
 EXPORT = ["paddle2onnx>=2.0", "onnxruntime>=1.16"]  # ONNX export and its check
 EXTRAS = {
-    "cpu": ["paddlepaddle>=3.2,<3.4"],
+    "cpu": ["paddlepaddle>=2.6.2,<3.4"],
     "explain": EXPLAIN,
     "export": EXPORT,
     "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.20"] + EXPLAIN + EXPORT,

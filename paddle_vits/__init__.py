@@ -4,7 +4,11 @@ import warnings
 # Paddle 3.3 warns about a missing ccache (a C++-extension build cache) on every import.
 warnings.filterwarnings("ignore", message="No ccache found")
 
-from . import models  # noqa: F401  (registers the variants)
+from .utils.compat import check_paddle_version
+
+check_paddle_version()  # before anything else: a clear message instead of a failure deep in a model
+
+from . import models  # noqa: E402,F401  (registers the variants)
 from .registry import create_model, get_model_info, is_model, list_models, register_model
 
 __version__ = "0.1.0"

@@ -10,6 +10,8 @@ passes the attention probabilities through ``self.attn_drop``. Set
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..utils import compat
+
 
 class Attention(nn.Layer):
     """Multi-head self-attention (ViT; timm's ``qkv``/``proj`` names).
@@ -44,7 +46,7 @@ class Attention(nn.Layer):
         qkv = self.qkv(x).reshape([B, N, 3, self.num_heads, self.head_dim])  # [B, N, 3C] -> [B, N, 3, H, D]
         if self.fused_attn:
             q, k, v = qkv.unbind(2)  # each [B, N, H, D]
-            x = F.scaled_dot_product_attention(
+            x = compat.scaled_dot_product_attention(
                 q * (self.scale * self.head_dim ** 0.5), k, v,
                 dropout_p=self.attn_drop.p if self.training else 0.0, training=self.training,
             )  # [B, N, H, D]
@@ -143,7 +145,7 @@ class ClassAttention(nn.Layer):
         k = k_proj(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, H, D]
         v = v_proj(x).reshape([B, N, self.num_heads, self.head_dim])  # [B, N, C] -> [B, N, H, D]
         if self.fused_attn:
-            x_cls = F.scaled_dot_product_attention(
+            x_cls = compat.scaled_dot_product_attention(
                 q * (self.scale * self.head_dim ** 0.5), k, v,
                 dropout_p=self.attn_drop.p if self.training else 0.0, training=self.training,
             )  # [B, 1, H, D]

@@ -37,6 +37,7 @@ import paddle.nn.functional as F
 
 from ..layers import DropPath, Mlp, init_weights_vit
 from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
+from ..utils import compat
 
 __all__ = ["CrossFormer", "checkpoint_filter_fn"]
 
@@ -209,7 +210,7 @@ class GroupAttention(nn.Layer):
         # The bias is learned (DPB), and fused GPU kernels need not back-propagate into an additive
         # mask: SDPA only runs when no gradient is needed (e.g. inference under paddle.no_grad()).
         if self.fused_attn and bias.stop_gradient:
-            x = F.scaled_dot_product_attention(
+            x = compat.scaled_dot_product_attention(
                 q * (self.scale * self.head_dim ** 0.5), k, v, attn_mask=bias,
                 dropout_p=self.attn_drop.p if self.training else 0.0, training=self.training,
             )

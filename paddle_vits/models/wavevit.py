@@ -35,6 +35,7 @@ import paddle.nn.functional as F
 from ..layers import DropPath, Mlp, init_weights_vit, zeros_
 from ..layers.wavelets import DWT2D, IDWT2D, interleave_permutation
 from ..registry import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, register_model
+from ..utils import compat
 
 __all__ = ["WaveViT", "checkpoint_filter_fn"]
 
@@ -58,7 +59,7 @@ def _attend(attn_layer, q, k, v):
     (hooked by explanation tools).
     """
     if attn_layer.fused_attn:
-        return F.scaled_dot_product_attention(
+        return compat.scaled_dot_product_attention(
             q * (attn_layer.scale * attn_layer.head_dim ** 0.5), k, v,
             dropout_p=attn_layer.attn_drop.p if attn_layer.training else 0.0, training=attn_layer.training,
         )
