@@ -38,7 +38,7 @@ def main():
 
     from paddle_vits import create_model, get_model_info
     from paddle_vits.convert import infer_num_classes, read_checkpoint
-    from paddle_vits.utils import set_num_threads
+    from paddle_vits.utils import compat, set_num_threads
 
     set_num_threads(args.threads)
     info = get_model_info(args.model)
@@ -57,7 +57,7 @@ def main():
     spec = [paddle.static.InputSpec([None, 3, size, size], "float32", name="image")]
     static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
     paddle.jit.save(static, prefix)
-    print(f"saved {prefix}.json / {prefix}.pdiparams ({info.name}, {num_classes} classes, input 3x{size}x{size})")
+    print(f"saved {compat.program_file(prefix)} / {prefix}.pdiparams ({info.name}, {num_classes} classes, input 3x{size}x{size})")
 
     x = paddle.randn([2, 3, size, size])
     with paddle.no_grad():
@@ -71,7 +71,7 @@ def main():
         except ImportError:
             raise SystemExit("--onnx needs paddle2onnx: pip install paddle2onnx") from None
         onnx_path = prefix + ".onnx"
-        paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", save_file=onnx_path,
+        paddle2onnx.export(compat.program_file(prefix), prefix + ".pdiparams", save_file=onnx_path,
                            opset_version=args.opset, enable_onnx_checker=True,
                            enable_optimize=args.onnx_optimizer != "none",
                            optimize_tool=args.onnx_optimizer if args.onnx_optimizer != "none" else "onnxoptimizer")

@@ -9,17 +9,29 @@ Model and layer code calls these helpers instead of checking versions itself:
   Paddle 2.6 truncates at two standard deviations, so there the same
   distribution is drawn by inverse CDF (as timm does) from Paddle's RNG;
 * :func:`set_train_mode`: ``Layer.train(mode)`` (``train`` takes no argument
-  in Paddle 2.6 and 3.0);
+  before Paddle 3.3);
 * :func:`scaled_dot_product_attention`: Paddle's fused attention from 3.0;
   in 2.6 it is a flash-attention kernel that the CPU build lacks (and that
   takes no float32 on GPU), so there it is the same maths as plain ops;
+* :func:`program_file`: the file ``paddle.jit.save`` writes the program to
+  (``.json`` under PIR, Paddle >= 3.0; ``.pdmodel`` in 2.6);
 * :func:`sdpa_modules`: the modules that expose
   ``scaled_dot_product_attention`` (``paddle.nn.functional.sdpa`` from 3.0,
   ``flash_attention`` in 2.6), for the MAC counter's patching.
+
+Known wrong gradient: ``paddle.gather(x, index, axis=k)`` with ``k > 0``
+back-propagates a wrong gradient to every batch item but the first in Paddle
+2.6.2 and 3.0.0 (right in 3.1.1, 3.2.2 and 3.3.1; the forward is right everywhere). No model or
+layer uses it under autograd: channel permutations use ``paddle.index_select``,
+whose gradient is right on every supported version, and the remaining
+``paddle.gather`` (CrossFormer's bias table) is on axis 0.
+``tests/test_compat.py`` checks the gradients of every indexing op the models
+use on the installed Paddle.
 """
 import importlib
 import inspect
 import math
+import os
 import re
 
 import paddle
@@ -27,7 +39,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 __all__ = ["MIN_PADDLE", "PADDLE_VERSION", "check_paddle_version", "paddle_version", "trunc_normal_",
-           "set_train_mode", "scaled_dot_product_attention", "sdpa_modules"]
+           "set_train_mode", "scaled_dot_product_attention", "program_file", "sdpa_modules"]
 
 MIN_PADDLE = (2, 6, 2)
 
@@ -61,13 +73,18 @@ def _truncated_normal_has_bounds():
 
 def trunc_normal_(param, mean=0.0, std=1.0, a=-2.0, b=2.0):
     """Fill ``param`` in place with N(mean, std) truncated to ``[a, b]`` (absolute bounds)."""
-    if _truncated_normal_has_bounds():
+    if "a" in inspect.signature(nn.initializer.TruncatedNormal.__init__).parameters:
         nn.initializer.TruncatedNormal(mean=mean, std=std, a=a, b=b)(param)
         return param
-    # Inverse CDF, as timm's trunc_normal_: uniform between the bounds' CDF values, mapped back.
-    cdf = lambda x: (1.0 + math.erf((x - mean) / std / math.sqrt(2.0))) / 2.0  # noqa: E731
-    lo, hi = cdf(a), cdf(b)
-    u = paddle.uniform(param.shape, dtype="float32", min=2 * lo - 1, max=2 * hi - 1)
+    return _trunc_normal_inverse_cdf_(param, mean, std, a, b)
+
+
+def _trunc_normal_inverse_cdf_(param, mean, std, a, b):
+    """Paddle 2.6: uniform between the bounds' CDF values, mapped back by ``erfinv`` (as timm does)."""
+    def cdf(x):
+        return (1.0 + math.erf((x - mean) / std / math.sqrt(2.0))) / 2.0
+
+    u = paddle.uniform(param.shape, dtype="float32", min=2 * cdf(a) - 1, max=2 * cdf(b) - 1)
     value = paddle.erfinv(u) * (std * math.sqrt(2.0)) + mean
     param.set_value(paddle.clip(value, a, b).astype(param.dtype))
     return param
@@ -111,3 +128,11 @@ def sdpa_modules():
         if hasattr(mod, "scaled_dot_product_attention"):
             mods.append(mod)
     return mods
+
+
+def program_file(prefix):
+    """Path of the program ``paddle.jit.save(layer, prefix)`` wrote: ``prefix.json`` or, in Paddle 2.6, ``.pdmodel``."""
+    json_path = prefix + ".json"
+    if os.path.exists(json_path) or not os.path.exists(prefix + ".pdmodel"):
+        return json_path
+    return prefix + ".pdmodel"
