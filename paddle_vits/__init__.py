@@ -1,5 +1,6 @@
 """paddle_vits: CaiT, CrossViT, Wave-ViT and CrossFormer in PaddlePaddle."""
 import warnings
+import zlib  # noqa: F401  (before paddle: see paddle_vits.utils.compat, "zlib")
 
 # Paddle 3.3 warns about a missing ccache (a C++-extension build cache) on every import.
 warnings.filterwarnings("ignore", message="No ccache found")

@@ -40,6 +40,8 @@ def main():
     from paddle_vits.convert import infer_num_classes, read_checkpoint
     from paddle_vits.utils import compat, set_num_threads
 
+    if compat.export_unsupported():
+        raise SystemExit(f"error: {compat.export_unsupported()}")
     set_num_threads(args.threads)
     info = get_model_info(args.model)
     num_classes = args.num_classes
@@ -69,7 +71,7 @@ def main():
         try:
             import paddle2onnx
         except ImportError:
-            raise SystemExit("--onnx needs paddle2onnx: pip install paddle2onnx") from None
+            raise SystemExit(f"error: --onnx needs paddle2onnx: {compat.PADDLE2ONNX_MISSING}") from None
         onnx_path = prefix + ".onnx"
         paddle2onnx.export(compat.program_file(prefix), prefix + ".pdiparams", save_file=onnx_path,
                            opset_version=args.opset, enable_onnx_checker=True,

@@ -102,3 +102,13 @@ def test_indexing_op_gradients_are_right_for_every_batch_item(name):
         e[idx] = 1
         ref[idx] = (op_np(e) * g_np).sum()
     np.testing.assert_array_equal(x.grad.numpy(), ref)
+
+
+def test_zlib_works_after_import_paddle_vits():
+    """Paddle 2.6.2 crashes on zlib use when zlib is loaded after paddle: ``import paddle_vits`` loads it first."""
+    code = ("import paddle_vits, paddle, gzip, io, numpy as np\nfrom PIL import Image\n"
+            "assert gzip.decompress(gzip.compress(b'abc' * 100)) == b'abc' * 100\n"
+            "b = io.BytesIO(); Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(b, 'PNG'); b.seek(0)\n"
+            "assert Image.open(b).size == (4, 4)\nprint('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

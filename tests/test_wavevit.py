@@ -118,6 +118,7 @@ def test_export_mode_gives_identical_outputs_and_gradients():
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
+@pytest.mark.skipif(compat.export_unsupported() is not None, reason=str(compat.export_unsupported()))
 def test_jit_save_and_load(tmp_path):
     model = _tiny()
     model.eval()
@@ -132,8 +133,9 @@ def test_jit_save_and_load(tmp_path):
         np.testing.assert_allclose(paddle.jit.load(path)(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(compat.export_unsupported() is not None, reason=str(compat.export_unsupported()))
 def test_onnx_export_matches(tmp_path):
-    paddle2onnx = pytest.importorskip("paddle2onnx")
+    paddle2onnx = pytest.importorskip("paddle2onnx", reason=compat.PADDLE2ONNX_MISSING)
     ort = pytest.importorskip("onnxruntime")
     model = _tiny()
     model.eval()

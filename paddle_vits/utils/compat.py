@@ -15,9 +15,19 @@ Model and layer code calls these helpers instead of checking versions itself:
   takes no float32 on GPU), so there it is the same maths as plain ops;
 * :func:`program_file`: the file ``paddle.jit.save`` writes the program to
   (``.json`` under PIR, Paddle >= 3.0; ``.pdmodel`` in 2.6);
+* :func:`export_unsupported`: why ``paddle.jit.save``/ONNX export is not
+  available here, or ``None``: it needs Paddle >= 3.0 (PIR programs; Paddle
+  2.6's static graph cannot trace Wave-ViT's shapes, and paddle2onnx 2.x
+  refuses Paddle < 3.0);
 * :func:`sdpa_modules`: the modules that expose
   ``scaled_dot_product_attention`` (``paddle.nn.functional.sdpa`` from 3.0,
   ``flash_attention`` in 2.6), for the MAC counter's patching.
+
+zlib: with Paddle 2.6.2, Python's ``zlib`` module loaded *after* ``paddle``
+crashes (segmentation fault in ``inflateReset2``) on first use, e.g. reading a
+``.tar.gz`` or a PNG; loaded before, it works. ``import paddle_vits`` loads it
+first; code that imports ``paddle`` before ``paddle_vits`` (or ``zlib``) on
+Paddle 2.6 must swap the two imports. Paddle 3.0 to 3.3 are not affected.
 
 Known wrong gradient: ``paddle.gather(x, index, axis=k)`` with ``k > 0``
 back-propagates a wrong gradient to every batch item but the first in Paddle
@@ -39,9 +49,13 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 __all__ = ["MIN_PADDLE", "PADDLE_VERSION", "check_paddle_version", "paddle_version", "trunc_normal_",
-           "set_train_mode", "scaled_dot_product_attention", "program_file", "sdpa_modules"]
+           "set_train_mode", "scaled_dot_product_attention", "program_file", "export_unsupported", "sdpa_modules"]
 
 MIN_PADDLE = (2, 6, 2)
+EXPORT_MIN_PADDLE = (3, 0, 0)
+# The ``export`` extra leaves paddle2onnx out on Python >= 3.13, which it has no wheel for.
+PADDLE2ONNX_MISSING = ("paddle2onnx is not installed (pip install paddle2onnx; it has no wheel for "
+                       "Python >= 3.13, so the export extra leaves it out there)")
 
 
 def paddle_version(version=None):
@@ -136,3 +150,12 @@ def program_file(prefix):
     if os.path.exists(json_path) or not os.path.exists(prefix + ".pdmodel"):
         return json_path
     return prefix + ".pdmodel"
+
+
+def export_unsupported():
+    """``None`` where ``paddle.jit.save`` and ONNX export work, else the reason (one line, with the fix)."""
+    if PADDLE_VERSION != (0, 0, 0) and PADDLE_VERSION < EXPORT_MIN_PADDLE:
+        need = ".".join(map(str, EXPORT_MIN_PADDLE))
+        return (f"export needs PaddlePaddle >= {need} (PIR programs), but {paddle.__version__} is installed "
+                f'(pip install "paddlepaddle>={need}")')
+    return None
