@@ -23,7 +23,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when available")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     return p.parse_args(argv)
@@ -57,14 +57,16 @@ def main(argv=None):
 
     from paddle_vits import create_model, get_model_info
     from paddle_vits.utils import set_num_threads
+    from paddle_vits.utils.cli import UserError
+    from paddle_vits.utils.device import select_device
     from paddle_vits.utils.flops import count_macs
 
     threads = set_num_threads(args.threads)
-    gpu = args.device == "gpu" or (args.device is None and paddle.device.cuda.device_count() > 0)
-    if gpu and paddle.device.cuda.device_count() == 0:
-        print("error: --device gpu but no CUDA device (install paddlepaddle-gpu)", file=sys.stderr)
+    try:
+        gpu = select_device(args.device) == "gpu"
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    paddle.set_device("gpu" if gpu else "cpu")
     try:
         info = get_model_info(args.model)
         size = args.img_size or info.img_size

@@ -1,5 +1,6 @@
 """Evaluate a model's top-1/top-5 accuracy on ImageNet-val (or a set in the same layout).
 
+    python scripts/eval_imagenet.py     # the CaiT notebook's job: cait_m_48_448 on data/ILSVRC2012
     python scripts/eval_imagenet.py --model cait_m_48_448 --weights M48_448.pth \
         --data data/ILSVRC2012 --val-list data/ILSVRC2012/val_list.txt --batch-size 64
     python scripts/eval_imagenet.py --model cait_xxs_24 --weights cait_xxs_24.pdparams --data imagenet/val
@@ -20,14 +21,17 @@ import sys
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="registered model name or alias (scripts/list_models.py)")
-    p.add_argument("--weights", required=True, help=".pdparams, or official .pth/.pt/.safetensors checkpoint")
-    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--model", default="cait_m_48_448",
+                   help="registered model name or alias (scripts/list_models.py; default: cait_m_48_448)")
+    p.add_argument("--weights", default=None, help=".pdparams, or official .pth/.pt/.safetensors checkpoint "
+                   "(default: data/MODEL.pdparams, data/weights/MODEL.pdparams or the official file name there)")
+    p.add_argument("--data", default=None, help="dataset directory (default: data/ILSVRC2012; "
+                   "PADDLE_VITS_DATA moves data/)")
     p.add_argument("--val-list", default=None, help="file of 'relative/path label' lines, paths relative to --data")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=4, help="image-decoding processes (0: main process)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all cores)")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: GPU when available")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size of the weights")
     p.add_argument("--img-size", type=int, default=None, help="crop size (default: the model's)")
@@ -45,28 +49,25 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import paddle
 
     from paddle_vits import create_model, get_model_info
     from paddle_vits.convert import CheckpointError, load_pretrained
     from paddle_vits.data.imagenet import ImageNetDataError, ImageNetVal
     from paddle_vits.data.transforms import EvalTransform, resolve_eval_config
     from paddle_vits.eval import BatchLoader, evaluate
+    from paddle_vits.eval.defaults import resolve_eval_inputs
     from paddle_vits.utils import set_num_threads
+    from paddle_vits.utils.cli import UserError
+    from paddle_vits.utils.device import select_device
 
     threads = set_num_threads(args.threads)
     try:
         info = get_model_info(args.model)
-        if not os.path.isfile(args.weights):
-            raise CheckpointError(f"weights file not found: {args.weights!r} "
-                                  "(a .pdparams from scripts/convert_weights.py or an official checkpoint)")
+        args.data, args.weights = resolve_eval_inputs(info.name, args.data, args.weights, args.val_list)
         cfg = resolve_eval_config(info, args.img_size, args.crop_pct, args.interpolation, args.mean, args.std)
         dataset = ImageNetVal(args.data, EvalTransform.from_config(cfg), val_list=args.val_list,
                               on_bad_image=args.on_bad_image, limit=args.limit)
-        use_gpu = args.device == "gpu" or (args.device == "auto" and paddle.device.cuda.device_count() > 0)
-        if args.device == "gpu" and paddle.device.cuda.device_count() == 0:
-            raise ValueError("--device gpu: no CUDA device (install paddlepaddle-gpu), or use --device cpu")
-        paddle.set_device("gpu" if use_gpu else "cpu")
+        use_gpu = select_device(args.device) == "gpu"
         kwargs = {} if cfg["img_size"] == info.img_size else dict(img_size=cfg["img_size"])
         model = create_model(info.name, num_classes=args.num_classes, **kwargs)
         load_pretrained(model, args.weights, model_name=info.name, reinit_head=False)
@@ -77,7 +78,7 @@ def main(argv=None):
                   "the sorted folder indices, which match ImageNet's only with all 1000 wnid folders", flush=True)
         loader = BatchLoader(dataset, args.batch_size, args.workers)
         result = evaluate(model, loader, num_classes=args.num_classes, progress=not args.no_progress, amp=args.amp)
-    except (CheckpointError, ImageNetDataError, ValueError) as e:
+    except (CheckpointError, ImageNetDataError, ValueError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"top-1 {result.top1:.5f}  top-5 {result.top5:.5f}  ({result.n_images} images, "

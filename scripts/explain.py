@@ -31,6 +31,7 @@ def parse_args():
     p.add_argument("--labels", default=None, help="text file with one class name per line")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     return p.parse_args()
 
 
@@ -43,8 +44,10 @@ def main():
     from paddle_vits import explain
     from paddle_vits.convert import CheckpointError, infer_num_classes, load_pretrained, read_checkpoint
     from paddle_vits.utils import set_num_threads
+    from paddle_vits.utils.device import select_device
 
     set_num_threads(args.threads)
+    select_device(args.device)
     try:
         info = paddle_vits.get_model_info(args.model)
     except ValueError as e:

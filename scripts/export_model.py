@@ -29,6 +29,7 @@ def parse_args():
     p.add_argument("--onnx-optimizer", choices=("onnxoptimizer", "polygraphy", "none"), default="onnxoptimizer",
                    help="paddle2onnx's graph clean-up (polygraphy pip-installs its own dependencies on first use)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     return p.parse_args()
 
 
@@ -39,10 +40,12 @@ def main():
     from paddle_vits import create_model, get_model_info
     from paddle_vits.convert import infer_num_classes, read_checkpoint
     from paddle_vits.utils import compat, set_num_threads
+    from paddle_vits.utils.device import select_device
 
     if compat.export_unsupported():
         raise SystemExit(f"error: {compat.export_unsupported()}")
     set_num_threads(args.threads)
+    select_device(args.device)
     info = get_model_info(args.model)
     num_classes = args.num_classes
     if num_classes is None:

@@ -11,6 +11,7 @@ import sys
 
 from paddle_vits.data.cifar import CifarError
 from paddle_vits.train import TrainConfig, TrainingError, train
+from paddle_vits.utils.device import add_device_arg, select_device
 
 
 def parse_args(argv=None):
@@ -45,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--pretrained", default=None, help="ImageNet weights to fine-tune from (.pdparams or official)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    add_device_arg(p)
     p.add_argument("--val-batch-size", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-visualdl", action="store_true", help="no VisualDL logs even when installed")
@@ -54,6 +56,7 @@ def parse_args(argv=None):
 def main(argv=None):
     """Parse ``argv`` and train; returns :func:`paddle_vits.train.train`'s result, exits 1 on bad input."""
     a = parse_args(argv)
+    select_device(a.device)
     cfg = TrainConfig(model=a.model, data=a.data, output=a.output, epochs=a.epochs, batch_size=a.batch_size,
                       lr=a.lr, min_lr=a.min_lr, opt=a.opt, warmup_epochs=a.warmup_epochs,
                       weight_decay=a.weight_decay, smoothing=a.smoothing, img_size=a.img_size, mixup=a.mixup,
