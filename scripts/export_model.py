@@ -62,7 +62,8 @@ def main():
     spec = [paddle.static.InputSpec([None, 3, size, size], "float32", name="image")]
     static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
     paddle.jit.save(static, prefix)
-    print(f"saved {compat.program_file(prefix)} / {prefix}.pdiparams ({info.name}, {num_classes} classes, input 3x{size}x{size})")
+    print(f"saved {compat.program_file(prefix)} / {prefix}.pdiparams ({info.name}, {num_classes} classes, "
+          f"input 3x{size}x{size})")
 
     x = paddle.randn([2, 3, size, size])
     with paddle.no_grad():

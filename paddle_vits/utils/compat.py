@@ -11,8 +11,8 @@ Model and layer code calls these helpers instead of checking versions itself:
 * :func:`set_train_mode`: ``Layer.train(mode)`` (``train`` takes no argument
   before Paddle 3.3);
 * :func:`scaled_dot_product_attention`: Paddle's fused attention from 3.0;
-  in 2.6 it is a flash-attention kernel that the CPU build lacks (and that
-  takes no float32 on GPU), so there it is the same maths as plain ops;
+  in 2.6 it is a flash-attention kernel that the CPU build lacks (on GPU:
+  float16/bfloat16 only), so there it is the same maths as plain ops;
 * :func:`program_file`: the file ``paddle.jit.save`` writes the program to
   (``.json`` under PIR, Paddle >= 3.0; ``.pdmodel`` in 2.6);
 * :func:`export_unsupported`: why ``paddle.jit.save``/ONNX export is not
@@ -31,8 +31,8 @@ Paddle 2.6 must swap the two imports. Paddle 3.0 to 3.3 are not affected.
 
 Known wrong gradient: ``paddle.gather(x, index, axis=k)`` with ``k > 0``
 back-propagates a wrong gradient to every batch item but the first in Paddle
-2.6.2 and 3.0.0 (right in 3.1.1, 3.2.2 and 3.3.1; the forward is right everywhere). No model or
-layer uses it under autograd: channel permutations use ``paddle.index_select``,
+2.6.2 and 3.0.0 (right in 3.1.1, 3.2.2 and 3.3.1; the forward is right
+everywhere). No model or layer uses it under autograd: channel permutations use ``paddle.index_select``,
 whose gradient is right on every supported version, and the remaining
 ``paddle.gather`` (CrossFormer's bias table) is on axis 0.
 ``tests/test_compat.py`` checks the gradients of every indexing op the models
@@ -79,10 +79,6 @@ def check_paddle_version(version=None):
             f"paddle_vits needs PaddlePaddle >= {need}, but {version or paddle.__version__} is installed "
             f'(upgrade: pip install "paddlepaddle>={need}", or paddlepaddle-gpu for a GPU build)'
         )
-
-
-def _truncated_normal_has_bounds():
-    return "a" in inspect.signature(nn.initializer.TruncatedNormal.__init__).parameters
 
 
 def trunc_normal_(param, mean=0.0, std=1.0, a=-2.0, b=2.0):
@@ -145,7 +141,7 @@ def sdpa_modules():
 
 
 def program_file(prefix):
-    """Path of the program ``paddle.jit.save(layer, prefix)`` wrote: ``prefix.json`` or, in Paddle 2.6, ``.pdmodel``."""
+    """The program file ``paddle.jit.save(layer, prefix)`` wrote: ``prefix.json``, or ``prefix.pdmodel`` (2.6)."""
     json_path = prefix + ".json"
     if os.path.exists(json_path) or not os.path.exists(prefix + ".pdmodel"):
         return json_path
