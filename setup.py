@@ -22,12 +22,16 @@ with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
 # be installed together. CPU users take the `cpu` extra; GPU users install
 # paddlepaddle-gpu first (see README) and skip it.
 EXPLAIN = ["lime>=0.2.0.1", "scikit-image>=0.22"]  # LIME explanations; skimage's sample images in notebooks
-EXPORT = ["paddle2onnx>=2.0", "onnxruntime>=1.16"]  # ONNX export and its check
+# ONNX export and its check. paddle2onnx 2.x has wheels for Python 3.8-3.12 only (on 3.13 pip would fall
+# back to the unrelated 0.9 sdist): the extra leaves it out there and the export tests skip with the reason.
+EXPORT = ['paddle2onnx>=2.0; python_version < "3.13"', "onnxruntime>=1.16"]
 EXTRAS = {
-    "cpu": ["paddlepaddle>=3.2,<3.4"],
+    # 2.6.2 is the oldest supported (paddle_vits/utils/compat.py); it has wheels up to Python 3.12.
+    "cpu": ["paddlepaddle>=2.6.2,<3.4"],
     "drive": ["gdown>=5"],  # Google Drive weights (Wave-ViT, CrossFormer); a built-in fallback works without it
     "explain": EXPLAIN,
     "export": EXPORT,
+    "visualdl": ["visualdl>=2.5"],  # training logs (2.5.3 measured with numpy 2.4 on Python 3.11)
     "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.20"] + EXPLAIN + EXPORT,
 }
 

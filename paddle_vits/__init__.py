@@ -8,13 +8,18 @@ with :func:`create_model` (``paddle_vits.factory``); :mod:`paddle_vits.registry`
 holds their metadata only.
 """
 import warnings
+import zlib  # noqa: F401  (before paddle: see paddle_vits.utils.compat, "zlib")
 
 # Paddle 3.3 warns about a missing ccache (a C++-extension build cache) on every import.
 warnings.filterwarnings("ignore", message="No ccache found")
 
-from . import models  # noqa: F401  (registers the variants)
-from .factory import create_model
-from .registry import get_model_info, is_model, list_models, register_model
+from .utils.compat import check_paddle_version
+
+check_paddle_version()  # before anything else: a clear message instead of a failure deep in a model
+
+from . import models  # noqa: E402,F401  (registers the variants)
+from .factory import create_model  # noqa: E402
+from .registry import get_model_info, is_model, list_models, register_model  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -26,7 +26,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int_at_least(1), default=None, help="CPU threads (default: all cores)")
     p.add_argument("--steps", type=int_at_least(1), default=10, help="timed steps per measurement")
     p.add_argument("--warmup", type=int_at_least(0), default=2, help="untimed steps first")
-    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when available")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     add_common_args(p)
@@ -61,13 +61,11 @@ def main(argv=None):
 
     from paddle_vits import create_model, get_model_info
     from paddle_vits.utils import set_num_threads
+    from paddle_vits.utils.device import select_device
     from paddle_vits.utils.flops import count_macs
 
     threads = set_num_threads(args.threads)
-    gpu = args.device == "gpu" or (args.device is None and paddle.device.cuda.device_count() > 0)
-    if gpu and paddle.device.cuda.device_count() == 0:
-        raise UserError("--device gpu but no CUDA device", "install paddlepaddle-gpu, or use --device cpu")
-    paddle.set_device("gpu" if gpu else "cpu")
+    gpu = select_device(args.device) == "gpu"
     try:
         info = get_model_info(args.model)
         size = args.img_size or info.img_size

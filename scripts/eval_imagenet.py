@@ -1,5 +1,6 @@
 """Evaluate a model's top-1/top-5 accuracy on ImageNet-val (or a set in the same layout).
 
+    python scripts/eval_imagenet.py     # the CaiT notebook's job: cait_m_48_448 on data/ILSVRC2012
     python scripts/eval_imagenet.py --model cait_m_48_448 --weights M48_448.pth \
         --data data/ILSVRC2012 --val-list data/ILSVRC2012/val_list.txt --batch-size 64
     python scripts/eval_imagenet.py --model cait_xxs_24 --weights cait_xxs_24.pdparams --data imagenet/val
@@ -28,16 +29,19 @@ from paddle_vits.utils.cli import UserError, add_common_args, run
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="registered model name or alias (scripts/list_models.py)")
-    p.add_argument("--weights", required=True, help=".pdparams, or official .pth/.pt/.safetensors checkpoint, or "
-                   "'pretrained' / a release tag: the released weights, downloaded and cached (paddle_vits.hub)")
-    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--model", default="cait_m_48_448",
+                   help="registered model name or alias (scripts/list_models.py; default: cait_m_48_448)")
+    p.add_argument("--weights", default=None, help=".pdparams, or official .pth/.pt/.safetensors checkpoint, or "
+                   "'pretrained' / a release tag: the released weights, downloaded and cached (paddle_vits.hub); "
+                   "default: data/MODEL.pdparams, data/weights/MODEL.pdparams or the official file name there")
+    p.add_argument("--data", default=None, help="dataset directory (default: data/ILSVRC2012; "
+                   "PADDLE_VITS_DATA moves data/)")
     p.add_argument("--val-list", default=None, help="file of 'relative/path label' lines, paths relative to --data")
     p.add_argument("--batch-size", type=int_at_least(1), default=64)
     p.add_argument("--workers", type=int_at_least(0), default=4, help="image-decoding processes (0: main process)")
     p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="CPU threads for the model (default: all cores)")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: GPU when available")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
     p.add_argument("--num-classes", type=int_at_least(1), default=1000, help="classifier size of the weights")
     p.add_argument("--img-size", type=int_at_least(1), default=None, help="crop size (default: the model's)")
@@ -77,32 +81,31 @@ def check_output_path(path, flag="--output"):
 def main(argv=None):
     args = parse_args(argv)
     check_output_path(args.output)
-    import paddle
 
     from paddle_vits import create_model, get_model_info
     from paddle_vits.convert import load_pretrained
     from paddle_vits.data.imagenet import ImageNetVal
     from paddle_vits.data.transforms import EvalTransform, resolve_eval_config
     from paddle_vits.eval import BatchLoader, evaluate
+    from paddle_vits.eval.defaults import resolve_eval_inputs
     from paddle_vits.hub import weights_file
     from paddle_vits.utils import atomic_write_text, set_num_threads
+    from paddle_vits.utils.device import select_device
 
     threads = set_num_threads(args.threads)
     try:
         info = get_model_info(args.model)
     except (KeyError, ValueError) as e:
         raise UserError(str(e).strip("'\""), "see scripts/list_models.py") from None
-    weights = weights_file(info.name, args.weights)  # a path, 'pretrained' or a release tag
+    args.data, weights = resolve_eval_inputs(info.name, args.data, args.weights, args.val_list)
+    weights = weights_file(info.name, weights)  # a path, 'pretrained' or a release tag
     try:
         cfg = resolve_eval_config(info, args.img_size, args.crop_pct, args.interpolation, args.mean, args.std)
     except ValueError as e:
         raise UserError(f"preprocessing: {e}", "check --img-size/--crop-pct/--interpolation/--mean/--std") from None
     dataset = ImageNetVal(args.data, EvalTransform.from_config(cfg), val_list=args.val_list,
                           on_bad_image=args.on_bad_image, limit=args.limit)
-    use_gpu = args.device == "gpu" or (args.device == "auto" and paddle.device.cuda.device_count() > 0)
-    if args.device == "gpu" and paddle.device.cuda.device_count() == 0:
-        raise UserError("--device gpu: no CUDA device", "install paddlepaddle-gpu, or use --device cpu")
-    paddle.set_device("gpu" if use_gpu else "cpu")
+    use_gpu = select_device(args.device) == "gpu"
     kwargs = {} if cfg["img_size"] == info.img_size else dict(img_size=cfg["img_size"])
     try:
         model = create_model(info.name, num_classes=args.num_classes, **kwargs)

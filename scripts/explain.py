@@ -46,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--unsafe-pickle", action="store_true",
                    help="read --weights with plain pickle, which runs code stored in the file (trusted files only)")
     p.add_argument("--allow-nonfinite", action="store_true", help="load weights holding NaN/inf on purpose")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -82,8 +83,10 @@ def main(argv=None):
     from paddle_vits.data.transforms import BadImageError
     from paddle_vits.hub import weights_file
     from paddle_vits.utils import set_num_threads
+    from paddle_vits.utils.device import select_device
 
     set_num_threads(args.threads)
+    select_device(args.device)
     try:
         info = paddle_vits.get_model_info(args.model)
     except (KeyError, ValueError) as e:

@@ -51,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--unsafe-pickle", action="store_true",
                    help="read --weights with plain pickle, which runs code stored in the file (trusted files only)")
     p.add_argument("--allow-nonfinite", action="store_true", help="load weights holding NaN/inf on purpose")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -69,21 +70,26 @@ def main(argv=None):
     args = parse_args(argv)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out!r} is a file", "--out is a directory that will hold model.json etc.")
-    if args.weights is not None and not os.path.isfile(args.weights):
-        raise UserError(f"--weights {args.weights!r} does not exist", "give a .pdparams or official checkpoint")
+    import paddle
+
+    from paddle_vits.utils import compat
+
     if args.onnx:
         try:
             import paddle2onnx
         except ImportError:
-            raise UserError("--onnx needs paddle2onnx", "pip install paddle2onnx") from None
-    import paddle
+            raise UserError(f"--onnx needs paddle2onnx: {compat.PADDLE2ONNX_MISSING}") from None
 
     from paddle_vits import create_model, get_model_info
     from paddle_vits.convert import infer_num_classes, load_pretrained, read_checkpoint
     from paddle_vits.hub import weights_file
     from paddle_vits.utils import set_num_threads
+    from paddle_vits.utils.device import select_device
 
+    if compat.export_unsupported():
+        raise UserError(compat.export_unsupported())
     set_num_threads(args.threads)
+    select_device(args.device)
     try:
         info = get_model_info(args.model)
     except (KeyError, ValueError) as e:
@@ -123,7 +129,7 @@ def main(argv=None):
             out = paddle.jit.load(prefix)(x).numpy()
         checks = [agreement("jit.load check", out, ref, args.atol, args.rtol)]
         if args.onnx:
-            paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", save_file=prefix + ".onnx",
+            paddle2onnx.export(compat.program_file(prefix), prefix + ".pdiparams", save_file=prefix + ".onnx",
                                opset_version=args.opset, enable_onnx_checker=True,
                                enable_optimize=args.onnx_optimizer != "none",
                                optimize_tool=args.onnx_optimizer if args.onnx_optimizer != "none" else "onnxoptimizer")

@@ -73,3 +73,32 @@ def load_fixture(path):
         meta = json.loads(str(f["meta"]))
         logits = f["logits"]
     return meta, seeded_input(meta["input_shape"], meta["seed"]), logits
+
+
+# Gradient fixtures (``tests/fixtures/grad/<name>.npz``): a parity fixture (``meta``, ``logits``) plus
+# ``grad_input`` and ``grad/<official key>`` for every official parameter: the gradients of
+# ``sum(logits * seeded_cotangent(logits.shape, seed))``, the reference model in eval mode.
+
+
+def seeded_cotangent(shape, seed):
+    """Fixed weights of the gradient fixtures' loss ``sum(logits * cotangent)``."""
+    return np.random.default_rng(seed + 11).standard_normal(shape).astype(np.float32)
+
+
+def save_grad_fixture(path, model, kwargs, keys, seed, input_shape, logits, grad_input, grads, source,
+                      atol=1e-4, rtol=1e-4):
+    """Write a gradient fixture; ``grads``: ``{official parameter name: gradient array}``."""
+    meta = dict(model=model, kwargs=kwargs, keys=keys, seed=seed, input_shape=list(input_shape), source=source,
+                atol=atol, rtol=rtol, loss="sum(logits * seeded_cotangent(logits.shape, seed)), eval mode")
+    arrays = {f"grad/{k}": np.asarray(v, dtype=np.float32) for k, v in grads.items()}
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), logits=np.asarray(logits, dtype=np.float32),
+                        grad_input=np.asarray(grad_input, dtype=np.float32), **arrays)
+
+
+def load_grad_fixture(path):
+    """``(meta, input, logits, grad_input, {official parameter name: gradient})``."""
+    with np.load(path) as f:
+        meta = json.loads(str(f["meta"]))
+        grads = {k[len("grad/"):]: f[k] for k in f.files if k.startswith("grad/")}
+        logits, grad_input = f["logits"], f["grad_input"]
+    return meta, seeded_input(meta["input_shape"], meta["seed"]), logits, grad_input, grads

@@ -121,7 +121,7 @@ def weights(tmp_path_factory):
     return d / "tiny.pdparams", d / "tiny.safetensors"
 
 
-def _run_cli(tmp_path, *args):
+def _run_cli(tmp_path, *args, cwd=None, env=None):
     runner = tmp_path / "run_eval.py"
     runner.write_text(
         "import runpy, sys\n"
@@ -131,10 +131,10 @@ def _run_cli(tmp_path, *args):
         f"sys.argv = ['eval_imagenet.py'] + sys.argv[1:]\n"
         f"runpy.run_path({os.path.join(ROOT, 'scripts', 'eval_imagenet.py')!r}, run_name='__main__')\n"
     )
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", **(env or {}))
     return subprocess.run([sys.executable, str(runner), "--model", TINY, "--threads", "1", "--no-progress",
                            "--num-classes", str(NUM_CLASSES),
-                           *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+                           *map(str, args)], capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
 # ---- preprocessing --------------------------------------------------------------------------
@@ -300,6 +300,36 @@ def test_cli_corrupt_image_skip_and_fail(imagenet_dirs, weights, tmp_path, tiny_
 
 def test_cli_missing_weights_and_data(imagenet_dirs, weights, tmp_path, tiny_model):
     proc = _run_cli(tmp_path, "--weights", tmp_path / "none.pdparams", "--data", imagenet_dirs[0])
-    assert proc.returncode == 2 and "weights file not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "weights: no file" in proc.stderr and "Traceback" not in proc.stderr
     proc = _run_cli(tmp_path, "--weights", weights[0], "--data", tmp_path / "no_such_dir")
-    assert proc.returncode == 2 and "data directory not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "no folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_without_arguments_names_everything_missing_in_one_message(tmp_path):
+    """Bare ``eval_imagenet.py`` is the CaiT notebook's job; here nothing is in place, so one message says
+    what to put where (or which flag to pass), before any model is built."""
+    env = {k: v for k, v in os.environ.items() if k != "PADDLE_VITS_DATA"}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "eval_imagenet.py")], cwd=tmp_path,
+                          capture_output=True, text=True, env=dict(env, OMP_NUM_THREADS="1"), timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot evaluate cait_m_48_448, missing: "), proc.stderr
+    for part in ("no folder data/ILSVRC2012", "val_list.txt", "--data DIR", "data/cait_m_48_448.pdparams",
+                 "data/weights/M48_448.pth", "--weights FILE"):
+        assert part in lines[0], part
+
+
+@pytest.mark.parametrize("where", ["cwd", "env"])
+def test_cli_default_paths_evaluate(imagenet_dirs, weights, tmp_path, tiny_model, where):
+    """The default layout (data/ILSVRC2012 with val_list.txt, data/<model>.pdparams) with only --model."""
+    import shutil
+
+    root = tmp_path / "data" if where == "cwd" else tmp_path / "elsewhere"
+    shutil.copytree(imagenet_dirs[0], root / "ILSVRC2012")
+    (root / "weights").mkdir()
+    shutil.copy(weights[0], root / "weights" / f"{TINY}.pdparams")
+    env = {"PADDLE_VITS_DATA": str(root)} if where == "env" else {"PADDLE_VITS_DATA": ""}
+    proc = _run_cli(tmp_path, "--workers", 0, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"top-1 {EXPECTED_TOP1:.5f}  top-5 {EXPECTED_TOP5:.5f}" in proc.stdout
+    assert "(list layout)" in proc.stdout and "device: cpu" in proc.stdout

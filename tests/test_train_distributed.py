@@ -13,9 +13,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Rank 0 writes to OUT; any other rank is given OUT_rank<r>, which must stay absent.
 DRIVER = """
 import os, sys
-import paddle
 sys.path.insert(0, {scripts!r})
-import train as cli
+import train as cli  # before paddle, as a script does (Paddle 2.6: see paddle_vits.utils.compat, "zlib")
+import paddle
 
 rank = paddle.distributed.get_rank()
 out, params_dir = sys.argv[1], sys.argv[2]

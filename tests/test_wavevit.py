@@ -16,6 +16,7 @@ from paddle_vits.convert import convert_state_dict
 from paddle_vits.layers import DWT2D, IDWT2D, interleave_permutation
 from paddle_vits.layers.wavelets import dwt_filters, idwt_filters
 from paddle_vits.models.wavevit import WaveViT, checkpoint_filter_fn
+from paddle_vits.utils import compat
 
 TINY = dict(stem_hidden_dim=8, embed_dims=(16, 32, 48, 64), num_heads=(2, 2, 4, 4), mlp_ratios=(2, 2, 2, 2),
             depths=(1, 1, 1, 1), sr_ratios=(2, 1, 1, 1))
@@ -117,6 +118,7 @@ def test_export_mode_gives_identical_outputs_and_gradients():
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
+@pytest.mark.skipif(compat.export_unsupported() is not None, reason=str(compat.export_unsupported()))
 def test_jit_save_and_load(tmp_path):
     model = _tiny()
     model.eval()
@@ -124,15 +126,16 @@ def test_jit_save_and_load(tmp_path):
     spec = [paddle.static.InputSpec([None, 3, 64, 64], "float32")]
     path = str(tmp_path / "wavevit")
     paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), path)
-    with open(path + ".json", "rb") as f:
+    with open(compat.program_file(path), "rb") as f:
         assert b"pylayer" not in f.read().lower()
     x = paddle.randn([2, 3, 64, 64])
     with paddle.no_grad():
         np.testing.assert_allclose(paddle.jit.load(path)(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(compat.export_unsupported() is not None, reason=str(compat.export_unsupported()))
 def test_onnx_export_matches(tmp_path):
-    paddle2onnx = pytest.importorskip("paddle2onnx")
+    paddle2onnx = pytest.importorskip("paddle2onnx", reason=compat.PADDLE2ONNX_MISSING)
     ort = pytest.importorskip("onnxruntime")
     model = _tiny()
     model.eval()
@@ -140,7 +143,7 @@ def test_onnx_export_matches(tmp_path):
     prefix = str(tmp_path / "wavevit")
     spec = [paddle.static.InputSpec([None, 3, 64, 64], "float32")]
     paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
-    paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", save_file=prefix + ".onnx", opset_version=13,
+    paddle2onnx.export(compat.program_file(prefix), prefix + ".pdiparams", save_file=prefix + ".onnx", opset_version=13,
                        optimize_tool="onnxoptimizer")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -13,7 +13,9 @@ Contract of the kernel and of the layers around it:
   Paddle's SDPA takes, so the fused path needs no transposes. The output is
   ``[B, Nq, heads, D]``.
 * **Two paths, same numbers.** ``fused=True`` calls
-  ``paddle.nn.functional.scaled_dot_product_attention`` (SDPA);
+  ``paddle.nn.functional.scaled_dot_product_attention`` (SDPA; through
+  :func:`paddle_vits.utils.compat.scaled_dot_product_attention`, which writes
+  the same maths out on Paddle 2.6, whose CPU build has no SDPA kernel);
   ``fused=False`` writes the maths out. They agree to float rounding.
 * **The scale.** Paddle's SDPA has no ``scale`` argument: it always scales
   the logits by ``head_dim ** -0.5``. A layer with another scale (``qk_scale``)
@@ -37,6 +39,8 @@ Contract of the kernel and of the layers around it:
 """
 import paddle.nn as nn
 import paddle.nn.functional as F
+
+from ..utils import compat
 
 
 def head_dim(dim, num_heads):
@@ -67,7 +71,7 @@ def attend(q, k, v, scale, attn_drop, fused=True, mask=None):
     """
     if fused and (mask is None or mask.stop_gradient):
         training = attn_drop.training
-        return F.scaled_dot_product_attention(
+        return compat.scaled_dot_product_attention(
             q * (scale * q.shape[-1] ** 0.5), k, v, attn_mask=mask,  # SDPA's own D ** -0.5 cancels
             dropout_p=attn_drop.p if training else 0.0, training=training,
         )

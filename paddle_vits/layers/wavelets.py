@@ -82,12 +82,12 @@ def interleave_permutation(channels):
 
 def _dwt(x, weight, groups, index):
     y = F.conv2d(x, weight, stride=2, groups=groups)  # [B, C, H, W] -> [B, 4C, H/2, W/2], interleaved
-    return y if index is None else paddle.gather(y, index, axis=1)  # -> blocked
+    return y if index is None else paddle.index_select(y, index, axis=1)  # -> blocked
 
 
 def _idwt(x, weight, groups, index):
     if index is not None:
-        x = paddle.gather(x, index, axis=1)  # blocked -> interleaved
+        x = paddle.index_select(x, index, axis=1)  # blocked -> interleaved
     return F.conv2d_transpose(x, weight, stride=2, groups=groups)  # [B, 4C, H, W] -> [B, C, 2H, 2W]
 
 
@@ -143,8 +143,10 @@ class _WaveletBase(nn.Layer):
     def _indices(self, channels):
         """``None`` (interleaved) or gather indices ``(to_blocked, to_interleaved)``.
 
-        A gather on the channel axis is ~10x faster than the equivalent
-        reshape/transpose on CPU (Paddle 3.3).
+        A channel ``index_select`` is ~10x faster than the equivalent
+        reshape/transpose on CPU (Paddle 3.3), and as fast as ``paddle.gather``,
+        whose gradient on a non-leading axis is wrong in Paddle 2.6 and 3.0
+        (see :mod:`paddle_vits.utils.compat`).
         """
         if self.channel_order == "interleaved":
             return None

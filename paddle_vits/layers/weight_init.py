@@ -1,11 +1,12 @@
 """Parameter initialisers with timm's semantics, applied in place."""
 import paddle.nn as nn
 
+from ..utils import compat
+
 
 def trunc_normal_(param, std=0.02, mean=0.0, a=-2.0, b=2.0):
     """Truncated normal in place; ``a``/``b`` are absolute bounds, as in timm."""
-    nn.initializer.TruncatedNormal(mean=mean, std=std, a=a, b=b)(param)
-    return param
+    return compat.trunc_normal_(param, mean=mean, std=std, a=a, b=b)
 
 
 def zeros_(param):

@@ -132,6 +132,8 @@ class TrainConfig:
                                  metavar="JSON", unset="none")
     threads: int = _option(None, "CPU threads", range=Range(1, 1024), unset="the cores / local processes",
                            resumable="saved")
+    device: str = _option(None, "where to train", choices=("cpu", "gpu"), unset="gpu when Paddle has one",
+                          resumable="now")
     val_batch_size: int = _option(None, "validation batch size", range=AT_LEAST_1, unset="--batch-size",
                                   resumable="saved")
     progress: bool = _option(True, "progress bars", resumable="saved")

@@ -15,6 +15,7 @@ import paddle.distributed as dist
 import paddle_vits
 
 from ..data.cifar import find_or_download_cifar10, read_cifar10
+from ..utils.device import select_device
 from ..utils.safe_pickle import UnsafePickleError
 from .checkpoint import load_checkpoint
 from .config import TrainingError, merge_resume, resolve_config
@@ -107,6 +108,7 @@ def check_output(cfg, resuming):
 
 def start(cfg, data):
     """Everything that may fail before the first write: options, checkpoint, output dir, data and model."""
+    select_device(cfg.device, verbose=dist.get_rank() == 0)
     ckpt = None
     if cfg.resume:
         try:

@@ -29,6 +29,8 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from . import compat
+
 __all__ = ["MacCount", "count_macs", "mac_counter"]
 
 
@@ -105,7 +107,6 @@ def _targets():
     import paddle.nn.functional.conv as F_conv
     import paddle.nn.functional.norm as F_norm
     import paddle.nn.layer.norm as L_norm
-    import paddle.nn.functional.sdpa as F_sdpa
     import paddle.tensor as T
     import paddle.tensor.linalg as T_linalg
 
@@ -114,7 +115,6 @@ def _targets():
         (F_common, "linear", "linear", _linear),
         (F_conv, "_conv_nd", "conv", _conv),
         (F, "scaled_dot_product_attention", "sdpa", _sdpa),
-        (F_sdpa, "scaled_dot_product_attention", "sdpa", _sdpa),
         (F, "layer_norm", "layer_norm", _layer_norm),
         (F_norm, "layer_norm", "layer_norm", _layer_norm),
         (L_norm, "layer_norm", "layer_norm", _layer_norm),
@@ -130,6 +130,7 @@ def _targets():
         (paddle, "einsum", "einsum", _einsum),
         (T, "einsum", "einsum", _einsum),
     ]
+    targets += [(mod, "scaled_dot_product_attention", "sdpa", _sdpa) for mod in (compat, *compat.sdpa_modules())]
     for dims in ("1d", "2d", "3d"):
         for owner in (F, F_conv):
             targets.append((owner, f"conv{dims}", "conv", _conv))
@@ -222,7 +223,7 @@ def count_macs(model, input_size=None, batch_size=1, inputs=None):
         with paddle.no_grad(), mac_counter() as count:
             model(inputs)
     finally:
-        model.train(was_training)
+        compat.set_train_mode(model, was_training)
     count.by_op = dict(count.by_op)
     count.calls = dict(count.calls)
     return count
