@@ -29,3 +29,18 @@ def cifar_tar(tmp_path_factory):
     from _cifar_synth import write_cifar_tar
 
     return write_cifar_tar(str(tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz"))
+
+
+@pytest.fixture
+def tiny_script_model():
+    """``test_scripts.TinyNet`` registered in this process for one test and unregistered after it,
+    so tests that list the registry never see it."""
+    import test_scripts
+    from paddle_vits import registry
+
+    new = not registry.is_model(test_scripts.TINY)
+    test_scripts.register_tiny_model()
+    yield test_scripts.TINY
+    if new:
+        registry._REGISTRY.pop(test_scripts.TINY, None)
+        registry._ALIASES.pop("_test_scripts_tiny_alias", None)

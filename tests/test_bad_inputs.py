@@ -766,7 +766,7 @@ def test_convert_script_io_faults_keep_the_old_file(tmp_path):
         _assert_one_line_error(proc, message)
 
 
-def test_convert_disk_full_keeps_the_old_file(tmp_path, monkeypatch, capsys):
+def test_convert_disk_full_keeps_the_old_file(tmp_path, monkeypatch, capsys, tiny_script_model):
     """ENOSPC in the middle of the write: one line, exit 2, the previous output intact, no temp left."""
     import errno
 
@@ -775,7 +775,6 @@ def test_convert_disk_full_keeps_the_old_file(tmp_path, monkeypatch, capsys):
     import test_scripts
     from paddle_vits.utils.cli import run
 
-    test_scripts.register_tiny_model()
     save_file(test_scripts._official(), str(tmp_path / "t.safetensors"))
     out = tmp_path / "o.pdparams"
     out.write_bytes(b"previous")
@@ -909,7 +908,7 @@ def test_the_scan_catches_plain_loads(source):
 
 # ---- our own weights as .safetensors --------------------------------------------------------
 
-def test_converted_safetensors_beside_pdparams_load_identically(tmp_path):
+def test_converted_safetensors_beside_pdparams_load_identically(tmp_path, tiny_script_model):
     """``--safetensors`` writes a code-free copy, marked as Paddle layout, that loads to the same model."""
     from safetensors.numpy import save_file
 
@@ -917,7 +916,6 @@ def test_converted_safetensors_beside_pdparams_load_identically(tmp_path):
     from paddle_vits import create_model
     from paddle_vits.convert import convert_checkpoint, is_paddle_layout
 
-    test_scripts.register_tiny_model()
     save_file(test_scripts._official(), str(tmp_path / "t.safetensors"))
     report = convert_checkpoint(TINY, tmp_path / "t.safetensors", tmp_path / "w.pdparams", safetensors=True)
     assert report["written"] == [str(tmp_path / "w.pdparams"), str(tmp_path / "w.safetensors")]

@@ -43,6 +43,7 @@ def register_tiny_model():
                             aliases=("_test_scripts_tiny_alias",))(_test_scripts_tiny)
 
 
+
 def _official(num_classes=1000, seed=0):
     rng = np.random.RandomState(seed)
     f = lambda *s: rng.randn(*s).astype(np.float32)  # noqa: E731
