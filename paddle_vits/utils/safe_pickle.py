@@ -166,10 +166,12 @@ class _GeneratorStateProxy:
         self.state = None
 
     def __setstate__(self, state):
-        ok = (isinstance(state, tuple) and len(state) == 4
+        # Paddle 3.x: (device, seed, offset, engine state as a list of digit/space bytes);
+        # Paddle 2.6: (device, seed, offset).
+        ok = (isinstance(state, tuple) and len(state) in (3, 4)
               and all(isinstance(v, int) and -(1 << 63) <= v < (1 << 64) for v in state[:3])
-              and isinstance(state[3], list) and len(state[3]) <= _MAX_GENERATOR_STATE
-              and all(isinstance(c, int) and c in b"0123456789 -\n" for c in state[3]))
+              and (len(state) == 3 or (isinstance(state[3], list) and len(state[3]) <= _MAX_GENERATOR_STATE
+                                       and all(isinstance(c, int) and c in b"0123456789 -\n" for c in state[3]))))
         if not ok:
             raise UnsafePickleError("malformed Paddle GeneratorState (RNG state): corrupt or crafted checkpoint")
         self.state = state
