@@ -99,7 +99,7 @@ class TrainConfig:
     data_root: str = _option(None, "directory the paths of train_list.txt/val_list.txt are relative to",
                              metavar="DIR", unset="the --data directory", resumable="saved")
     output: str = _option(None, "output dir; one that holds a run needs --resume or --overwrite", metavar="DIR",
-                          unset="output/cifar10_MODEL")
+                          unset="output/DATA_MODEL (DATA: cifar10, cifar100 or the data folder's name)")
     resume: str = _option(None, "continue the run in DIR with its saved options", metavar="DIR", unset="a new run",
                           resumable="now")
     overwrite: bool = _option(False, "replace the run that --output holds (its checkpoint, weights and logs)")
@@ -231,6 +231,17 @@ def recipe_for(model_name):
     return recipe
 
 
+def _data_name(data):
+    """Short name of a dataset path for the default output dir: cifar10, cifar100 or the folder's name."""
+    if data is None:
+        return "cifar10"
+    name = os.path.basename(os.path.normpath(os.fspath(data))).lower()
+    for archive in ("cifar-10", "cifar-100"):
+        if name.startswith(archive + "-python"):
+            return archive.replace("-", "")
+    return name.split(".")[0] or "data"
+
+
 def resolve_config(cfg):
     """Check ``cfg``, fill its ``None`` fields from the model's recipe and check the options together."""
     cfg.check()
@@ -243,7 +254,7 @@ def resolve_config(cfg):
         if getattr(cfg, k) is None:
             setattr(cfg, k, v)
     if cfg.output is None:
-        cfg.output = os.path.join("output", f"cifar10_{cfg.model}")
+        cfg.output = os.path.join("output", f"{_data_name(cfg.data)}_{cfg.model}")
     cfg.output = os.fspath(cfg.output)
     if cfg.data is not None:
         cfg.data = os.path.abspath(cfg.data)  # a resumed run finds it from any working directory
