@@ -84,6 +84,8 @@ class _Run:
         scales = layer_decay_scales(model, cfg.layer_decay) if cfg.layer_decay else None
         self.optimizer = build_optimizer(model, cfg.opt, self.scheduler, cfg.lr, cfg.weight_decay, cfg.clip_grad,
                                          lr_scales=scales)
+        # The EMA copies the float32 weights before O2 casts them.
+        self.ema = ModelEma(model, build_model(cfg, len(self.classes)), cfg.model_ema_decay) if cfg.model_ema else None
         if self.amp is not None and cfg.amp_level == "O2":
             model, self.optimizer = paddle.amp.decorate(models=model, optimizers=self.optimizer, level="O2",
                                                         dtype=self.amp, master_weight=True)
@@ -91,7 +93,6 @@ class _Run:
         elif cfg.amp_level == "O2" and cfg.amp:
             log.say("--amp-level O2 ignored on CPU.")
         self.net = paddle.DataParallel(model) if self.world > 1 else model
-        self.ema = ModelEma(model, build_model(cfg, len(self.classes)), cfg.model_ema_decay) if cfg.model_ema else None
         self.scaler = paddle.amp.GradScaler() if self.amp == "float16" else None
         self.mixup = (Mixup(cfg.mixup, cfg.cutmix, cfg.mixup_prob, smoothing=cfg.smoothing,
                             num_classes=len(self.classes), seed=cfg.seed) if (cfg.mixup or cfg.cutmix) else None)
@@ -366,7 +367,8 @@ def train(cfg, data=None):
 
     Returns:
         dict: ``best_val_acc``, ``step``, ``epochs`` (per-epoch rows), ``final`` (last evaluation),
-        ``output`` (the output dir) and ``model`` (the trained model, unwrapped).
+        ``output`` (the output dir), ``model`` (the trained model, unwrapped) and ``ema`` (the EMA model or
+        ``None``).
 
     Raises:
         TrainingError: bad option, unknown model or image size, an output dir that holds a run (without
@@ -420,4 +422,5 @@ def train(cfg, data=None):
             run.end_epoch(epoch)
     final = run.finish()
     return {"best_val_acc": run.best_acc if run.best_acc >= 0 else None, "step": run.step,
-            "epochs": log.data["epochs"], "final": final, "output": cfg.output, "model": run.model}
+            "epochs": log.data["epochs"], "final": final, "output": cfg.output, "model": run.model,
+            "ema": run.ema.module if run.ema is not None else None}
