@@ -213,3 +213,25 @@ def test_run_records_its_resolved_config(cifar_tar, tmp_path):
 def test_eval_only_needs_a_run(cifar_tar, tmp_path):
     with pytest.raises(TrainingError, match="--eval-only evaluates a run's checkpoint"):
         train(_cfg(cifar_tar, tmp_path / "run", eval_only=True))
+
+
+def test_pretrained_by_model_name_takes_its_default_release(cifar_tar, tmp_path, monkeypatch, capsys):
+    """A model name given to --pretrained resolves through the hub to that model's default release (the hub's
+    download itself is tested in test_hub.py; here it hands back a local file)."""
+    from paddle_vits import hub
+
+    path = tmp_path / "release.pdparams"
+    paddle.save(_tiny(1000).state_dict(), str(path))
+    calls = []
+
+    def resolve(name, tag=None, **kw):
+        calls.append((name, tag))
+        return str(path)
+
+    monkeypatch.setattr(hub, "resolve_pretrained", resolve)
+    res = train(_cfg(cifar_tar, tmp_path / "run", pretrained="cait_xxs_24", max_steps=1))
+    assert calls == [("cait_xxs_24", None)] and res["model"].num_classes == 10
+    out = capsys.readouterr().out
+    assert "loaded cait_xxs_24; re-initialised head." in out
+    with pytest.raises(TrainingError, match="--pretrained wavevit_s is a wavevit model"):
+        train(_cfg(cifar_tar, tmp_path / "run2", pretrained="wavevit_s"))

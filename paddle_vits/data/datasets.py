@@ -46,7 +46,7 @@ def dataset_kind(path):
             return "cifar10"
         raise DatasetError(f"--data {path} is a file that is not a CIFAR archive", f"expected {_LAYOUTS}")
     if not os.path.isdir(path):
-        raise DatasetError(f"--data {path} does not exist", f"expected {_LAYOUTS}")
+        raise DatasetError(f"--data {path} does not exist", f"check --data; expected {_LAYOUTS}")
     lists = [n for n in ("train_list.txt", "val_list.txt") if os.path.isfile(os.path.join(path, n))]
     dirs = [n for n in ("train", "val") if os.path.isdir(os.path.join(path, n))]
     if len(lists) == 2:
