@@ -79,7 +79,7 @@ def test_image_folder(tmp_path):
     root = make_folder(tmp_path / "ds")
     data = read_dataset(root)
     assert data["kind"] == "folder" and data["classes"] == ("blue", "red")
-    (items, labels), (val_items, val_labels) = data["train"], data["test"]
+    (items, labels), (val_items, _) = data["train"], data["test"]
     assert len(items) == 48 and len(val_items) == 16
     assert np.bincount(labels).tolist() == [24, 24]
     ds = ImageDataset(items, labels, transform=None)

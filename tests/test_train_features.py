@@ -10,7 +10,7 @@ import paddle_vits
 from paddle_vits.train import TrainConfig, TrainingError, train
 from paddle_vits.train.config import FIELDS, config_from_argv, config_to_yaml, read_config_file
 from paddle_vits.train.ema import ModelEma
-from paddle_vits.train.finetune import enable_recompute, freeze_all_but_classifier, layer_decay_scales, layer_ids
+from paddle_vits.train.finetune import enable_recompute, layer_decay_scales, layer_ids
 from test_train_data import make_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

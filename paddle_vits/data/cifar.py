@@ -4,7 +4,8 @@
 The CIFAR-10 archive holds ``cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``:
 pickled dicts with ``b'data'`` (uint8 ``[N, 3072]``, channel-planar RGB 32x32) and
 ``b'labels'``. The CIFAR-100 archive holds ``cifar-100-python/{train, test, meta}`` with
-``b'fine_labels'`` (100 classes, named by ``meta``'s ``b'fine_label_names'``). When the file is absent, Paddle's own downloader fetches it into
+``b'fine_labels'`` (100 classes, named by ``meta``'s ``b'fine_label_names'``).
+When the CIFAR-10 file is absent, Paddle's own downloader fetches it into
 ``~/.cache/paddle/dataset/cifar``; offline, that fails at once with a message saying
 where to put the file.
 """

@@ -358,7 +358,7 @@ def _eval_only(run, ckpt, log):
 
 
 def train(cfg, data=None):
-    """Train (or resume, or with ``eval_only`` evaluate) as configured by ``cfg`` (:class:`~paddle_vits.train.TrainConfig`).
+    """Train, resume, or (``eval_only``) evaluate as configured by ``cfg`` (:class:`~paddle_vits.train.TrainConfig`).
 
     Args:
         cfg: The options; ``None`` fields take the model's recipe defaults.
