@@ -186,3 +186,20 @@ def test_augmentation_ops_keep_the_image_and_are_seeded():
     erased = RandomErasing(prob=1.0)(x)
     frac = (erased != 0).any(0).mean()
     assert 0.02 <= frac <= 0.34 and not (x != 0).any()  # the input is not modified in place
+
+
+def test_resume_on_a_changed_folder_says_what_differs(tmp_path):
+    from paddle_vits.train import TrainConfig, TrainingError, train
+
+    root = make_folder(tmp_path / "ds", 10, 4)
+    opts = dict(workers=0, progress=False, visualdl=False)
+    train(TrainConfig(model="cait_xxs_24", model_kwargs={"depth": 1}, data=root, output=str(tmp_path / "run"),
+                      img_size=32, batch_size=10, epochs=2, max_steps=1, **opts))
+    assert (tmp_path / "run" / "classes.txt").read_text() == "blue\nred\n"
+    _square(COLOURS["red"], np.random.default_rng(1)).save(tmp_path / "ds" / "train" / "red" / "extra.png")
+    with pytest.raises(TrainingError, match=r"does not match the checkpoint \(train_images 20 -> 21"):
+        train(TrainConfig(resume=str(tmp_path / "run"), **opts))
+    os.remove(tmp_path / "ds" / "train" / "red" / "extra.png")
+    os.rename(tmp_path / "ds" / "train" / "red" / "3.jpg", tmp_path / "ds" / "train" / "red" / "3b.jpg")
+    with pytest.raises(TrainingError, match=r"files_crc32"):
+        train(TrainConfig(resume=str(tmp_path / "run"), **opts))

@@ -95,8 +95,9 @@ class RunLog:
 
     def add_epoch(self, row):
         self.data["epochs"].append(row)
-        self.scalars("epoch", row["epoch"], **{k: row[k] for k in ("train_loss", "train_acc", "val_loss",
-                                                                     "val_acc")})
+        self.scalars("epoch", row["epoch"], **{k: row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc",
+                                                                     "val_top5", "val_acc_ema", "val_top5_ema")
+                                               if k in row})
 
     @_writer_only
     def scalars(self, prefix, step, **values):
