@@ -129,6 +129,19 @@ def test_layer_decay_scales_by_depth():
     assert scales["cls_token"] == 0.5 ** 5
 
 
+def test_layer_ids_of_staged_families():
+    cf = paddle_vits.create_model("crossformer_t", num_classes=10, img_size=32, depths=[1, 2, 1, 1], embed_dim=32,
+                                  num_heads=[1, 2, 4, 8])
+    ids, num_blocks = layer_ids(cf)
+    assert num_blocks == 5 and ids["patch_embed.norm.weight"] == 0
+    assert ids["layers.1.blocks.0.norm1.weight"] == 2 and ids["layers.1.blocks.1.norm1.weight"] == 3
+    assert ids["layers.1.downsample.norm.weight"] == 3  # between stages: the block before it
+    assert ids["norm.weight"] == ids["head.weight"] == 6
+    cv = paddle_vits.create_model("crossvit_9_240", num_classes=10)
+    ids, num_blocks = layer_ids(cv)
+    assert num_blocks == 3 and ids["cls_token.1"] == 0 and ids["head.1.weight"] == 4  # one id per multi-scale stage
+
+
 def test_layer_decay_reaches_the_optimizer(cifar_tar, tmp_path):
     res = train(_cfg(cifar_tar, tmp_path / "run", layer_decay=0.5, max_steps=1, opt="adamw"))
     model = res["model"]

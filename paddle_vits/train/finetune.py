@@ -1,6 +1,5 @@
 """Fine-tuning helpers applied from the training side: freezing, layer-wise LR decay, recompute."""
 import functools
-import re
 
 import paddle
 
@@ -22,30 +21,37 @@ def freeze_all_but_classifier(model):
     return sorted(keep)
 
 
-_INDEX = re.compile(r"^(.*\.\d+)(?:\.|$)")
+def _block_key(name):
+    """``blocks.3`` for ``blocks.3.attn.qkv.weight``: the shortest prefix ending in an index under a ``*block*``
+    container (``blocks``, ``blocks_token_only``, ``layers.1.blocks``, ``block2``), else ``None``."""
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        if parts[i].isdigit() and "block" in parts[i - 1].lower():
+            return ".".join(parts[:i + 1])
+    return None
 
 
 def layer_ids(model):
     """Depth of every parameter for layer-wise LR decay: ``{name: id}`` and the number of blocks ``L``.
 
-    A parameter under a numbered sub-layer (``blocks.3``, ``layers.1.blocks.0``) belongs to the block
-    that the longest numbered prefix names; blocks are numbered 1..L in registration (forward) order.
-    Parameters before the first block (patch embedding, position embeddings, tokens) get 0, those after
-    the last (final norm, classifier) ``L + 1``.
+    Blocks (see :func:`_block_key`) are numbered 1..L in registration (forward) order. Parameters before
+    the first block (patch embedding, position embeddings, tokens) get 0, those after the last (final norm,
+    classifier) ``L + 1``, those between blocks (a CrossFormer/Wave-ViT stage's downsampling) the id of
+    the block before them.
     """
     names = [n for n, _ in model.named_parameters()]
-    order, assigned = {}, {}
-    for n in names:
-        m = re.match(r"^(.*\.\d+)\.", n)
-        if m:
-            assigned[n] = order.setdefault(m.group(1), len(order) + 1)
+    keys = [_block_key(n) for n in names]
+    order = {}
+    for k in keys:
+        if k is not None:
+            order.setdefault(k, len(order) + 1)
     num_blocks = len(order)
-    ids, seen_block = {}, False
-    for n in names:
-        if n in assigned:
-            ids[n], seen_block = assigned[n], True
-        else:
-            ids[n] = num_blocks + 1 if seen_block else 0
+    in_block = [i for i, k in enumerate(keys) if k is not None]
+    ids, current = {}, 0
+    for i, (n, k) in enumerate(zip(names, keys)):
+        if k is not None:
+            current = order[k]
+        ids[n] = current if not in_block or i < in_block[-1] or k is not None else num_blocks + 1
     return ids, num_blocks
 
 
