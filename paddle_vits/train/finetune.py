@@ -81,7 +81,26 @@ def enable_recompute(model):
     return len(wrapped)
 
 
+def _tensor_list(a):
+    return isinstance(a, (list, tuple)) and len(a) > 0 and all(isinstance(t, paddle.Tensor) for t in a)
+
+
 def _recomputed(recompute, forward, *args, **kwargs):
     if not paddle.is_grad_enabled():
         return forward(*args, **kwargs)
-    return recompute(forward, *args, **kwargs)
+    if not any(_tensor_list(a) for a in args):
+        return recompute(forward, *args, **kwargs)
+    # CrossViT's multi-scale blocks take and return a list of per-branch tensors; recompute differentiates
+    # tensor arguments only: pass the list's tensors one by one and rebuild it inside.
+    sizes = [len(a) if _tensor_list(a) else None for a in args]
+    flat = [t for a in args for t in (a if _tensor_list(a) else [a])]
+
+    def flat_forward(*tensors):
+        it, rebuilt = iter(tensors), []
+        for n in sizes:
+            rebuilt.append(next(it) if n is None else [next(it) for _ in range(n)])
+        out = forward(*rebuilt, **kwargs)
+        return tuple(out) if isinstance(out, list) else out
+
+    out = recompute(flat_forward, *flat)
+    return list(out) if isinstance(out, tuple) else out
