@@ -256,3 +256,43 @@ def test_pretrained_by_model_name_takes_its_default_release(cifar_tar, tmp_path,
     assert "loaded cait_xxs_24; re-initialised head." in out
     with pytest.raises(TrainingError, match="--pretrained wavevit_s is a wavevit model"):
         train(_cfg(cifar_tar, tmp_path / "run2", pretrained="wavevit_s"))
+
+
+def _script_main():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", os.path.join(REPO, "scripts", "train.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_script_with_a_recipe_file_then_eval_only(cifar_tar, tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(f"model: cait_xxs_24\nmodel_kwargs: {{depth: 2}}\ndata: {cifar_tar}\nimg_size: 32\n"
+                      "batch_size: 10\nepochs: 1\nlr: 1e-3\nworkers: 0\nmodel_ema: true\nprogress: false\n"
+                      "visualdl: false\n")
+    main = _script_main()
+    out = tmp_path / "run"
+    res = main(["--config", str(recipe), "--output", str(out), "--max-steps", "3", "--accum-steps", "2"])
+    assert res["step"] == 3
+    recorded = read_config_file(out / "config.yaml")
+    assert recorded["accum_steps"] == 2 and recorded["model_kwargs"] == {"depth": 2} and recorded["lr"] == 1e-3
+    ev = main(["--resume", str(out), "--eval-only"])
+    assert ev["final"]["val_acc"] == res["final"]["val_acc"] and "val_top5_ema" in ev["final"]
+    assert "top-5" in capsys.readouterr().out
+
+
+def test_script_reports_a_bad_recipe_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("model: cait_xxs_24\nmodel_emaa: true\n")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "train.py"), "--config", str(recipe)],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown option 'model_emaa' (did you mean model_ema?" in lines[0], r.stderr
+    assert os.listdir(tmp_path) == ["bad.yaml"]
