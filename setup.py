@@ -50,6 +50,7 @@ setup(
         "pillow>=9",
         "tqdm>=4.60",
         "safetensors>=0.4",
+        "PyYAML>=5.1",  # training recipe files (configs/, --config)
     ],
     extras_require=EXTRAS,
     license="Apache-2.0",

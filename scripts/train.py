@@ -1,11 +1,14 @@
-"""Train a model on CIFAR-10 (the source notebooks' recipe by default).
+"""Train or fine-tune a model on CIFAR-10/100, an image folder or PaddleClas lists (default: the notebooks' recipe).
 
     python scripts/train.py --model wavevit_s
+    python scripts/train.py --config configs/cifar10/crossvit_9_dagger_224.yaml --epochs 10
+    python scripts/train.py --data DIR --model cait_xxs_24 --pretrained cait_xxs_24 --layer-decay 0.65 --model-ema
     python scripts/train.py --model cait_xxs_24 --img-size 32 --epochs 1 --max-steps 50   # CPU smoke run
-    python scripts/train.py --resume output/cifar10_wavevit_s
-    python -m paddle.distributed.launch --gpus 0,1,2,3 scripts/train.py --model crossvit_9_dagger_224
+    python scripts/train.py --resume output/cifar10_wavevit_s [--eval-only]
+    python -m paddle.distributed.launch --ips host1,host2 --gpus 0,1,2,3 scripts/train.py --config FILE
 
-Every option comes from paddle_vits.train.TrainConfig. An --output that holds a run needs --resume
+Every option comes from paddle_vits.train.TrainConfig (a --config YAML uses the same names, with _).
+An --output that holds a run needs --resume
 (continue it) or --overwrite (replace it). Bad input: one line `error: ...` and exit status 2.
 """
 import os

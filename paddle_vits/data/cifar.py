@@ -1,8 +1,11 @@
-"""CIFAR-10 from the standard ``cifar-10-python.tar.gz`` (read directly, no extraction).
+"""CIFAR-10 and CIFAR-100 from the standard ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz``
+(read directly, no extraction).
 
-The archive holds ``cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``:
+The CIFAR-10 archive holds ``cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``:
 pickled dicts with ``b'data'`` (uint8 ``[N, 3072]``, channel-planar RGB 32x32) and
-``b'labels'``. When the file is absent, Paddle's own downloader fetches it into
+``b'labels'``. The CIFAR-100 archive holds ``cifar-100-python/{train, test, meta}`` with
+``b'fine_labels'`` (100 classes, named by ``meta``'s ``b'fine_label_names'``).
+When the CIFAR-10 file is absent, Paddle's own downloader fetches it into
 ``~/.cache/paddle/dataset/cifar``; offline, that fails at once with a message saying
 where to put the file.
 """
@@ -20,6 +23,7 @@ from ..utils.safe_pickle import UnsafePickleError, safe_load_file
 
 CIFAR10_URL = "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz"
 CIFAR10_OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR100_OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DEFAULT_PATH = os.path.join("data", "cifar-10-python.tar.gz")
 _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -29,36 +33,37 @@ class CifarError(UserError, ValueError):
     """A missing, unreadable or corrupt CIFAR-10 archive."""
 
 
-_MAX_MEMBER = 64 << 20  # a real batch is 30.7 MB; larger is a crafted (or another) archive
+_MAX_MEMBER = 64 << 20  # a real CIFAR-10 batch is 30.7 MB; larger is a crafted (or another) archive
+_MAX_MEMBER_100 = 192 << 20  # CIFAR-100's train file holds all 50000 images (154 MB)
 
 
-def _read_batch(tar, member, path):
-    if member.size > _MAX_MEMBER:
-        raise CifarError(f"{path}: batch {member.name} is {member.size} bytes, over the {_MAX_MEMBER} a CIFAR-10 "
-                         f"batch can be; not cifar-10-python.tar.gz (download it from {CIFAR10_OFFICIAL_URL})")
+def _read_batch(tar, member, path, label_key=b"labels", url=CIFAR10_OFFICIAL_URL, max_size=_MAX_MEMBER):
+    name = os.path.basename(url)
+    if member.size > max_size:
+        raise CifarError(f"{path}: batch {member.name} is {member.size} bytes, over the {max_size} a CIFAR "
+                         f"batch can be; not {name} (download it from {url})")
     try:
         with tar.extractfile(member) as f:
             batch = safe_load_file(f, encoding="bytes", what="its pickle")
     except UnsafePickleError as e:
         raise CifarError(f"{path}: batch {member.name} is corrupt or crafted ({e.what}). Delete the file and "
-                         f"download it again from {CIFAR10_OFFICIAL_URL}") from None
+                         f"download it again from {url}") from None
     try:
         if not isinstance(batch, dict):
             raise ValueError(f"a {type(batch).__name__}, not a dict")
         data = np.asarray(batch[b"data"])
         if data.dtype != np.uint8:
             raise ValueError(f"data of dtype {data.dtype}, not uint8")
-        labels = np.asarray(batch[b"labels"])
+        labels = np.asarray(batch[label_key])
         if labels.dtype.kind not in "iu":
             raise ValueError(f"labels of dtype {labels.dtype}, not integers")
         labels = labels.astype(np.int64)
     except (OSError, EOFError, zlib.error, tarfile.TarError, KeyError, ValueError, TypeError) as e:
         raise CifarError(f"{path}: batch {member.name} is corrupt ({type(e).__name__}: {e}). Delete the file and "
-                         f"download it again from {CIFAR10_OFFICIAL_URL}") from e
+                         f"download it again from {url}") from e
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise CifarError(f"{path}: batch {member.name} has data {data.shape} and {len(labels)} labels; "
-                         "expected [N, 3072] uint8 and N labels (is this the python version of CIFAR-10?)")
-    # [N, 3072] -> [N, 3, 32, 32] -> [N, 32, 32, 3]
+                         f"expected [N, 3072] uint8 and N labels (is this the python version, {name}?)")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels  # [N, 3072] -> [N, 3, 32, 32] -> [N, 32, 32, 3]
 
 
@@ -109,6 +114,58 @@ def read_cifar10(path):
     for name, (_, y) in (("train", train), ("test", test)):
         if len(y) and (y.min() < 0 or y.max() >= len(classes)):
             raise CifarError(f"{path}: {name} labels outside 0..{len(classes) - 1}")
+    return {"train": train, "test": test, "classes": classes}
+
+
+def _open_tar(path, url):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CifarError(f"CIFAR archive not found: {path}")
+    try:
+        return tarfile.open(path, "r:gz")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise CifarError(f"{path} is not a readable tar.gz ({type(e).__name__}: {e}). Delete it and download "
+                         f"{os.path.basename(url)} again from {url}") from e
+
+
+def read_cifar100(path):
+    """Read ``cifar-100-python.tar.gz`` with its 100 fine labels.
+
+    Returns:
+        dict with ``train``/``test`` -> ``(images uint8 [N, 32, 32, 3], labels int64 [N])``
+        and ``classes`` (the 100 fine label names of ``meta``).
+
+    Raises:
+        CifarError: the file is missing, not a tar.gz, truncated, lacks ``train``/``test``/``meta``
+            or holds malformed batches.
+    """
+    url = CIFAR100_OFFICIAL_URL
+    with _open_tar(path, url) as tar:
+        try:
+            members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise CifarError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). Delete it and download "
+                             f"cifar-100-python.tar.gz again from {url}") from e
+        missing = [n for n in ("train", "test", "meta") if n not in members]
+        if missing:
+            raise CifarError(f"{path} lacks {', '.join(missing)}: not the python version of CIFAR-100 "
+                             f"(expected cifar-100-python/{{train,test,meta}} as in {url})")
+        train, test = (_read_batch(tar, members[n], path, b"fine_labels", url, _MAX_MEMBER_100)
+                       for n in ("train", "test"))
+        if members["meta"].size > _MAX_MEMBER:
+            raise CifarError(f"{path}: meta is {members['meta'].size} bytes; not CIFAR-100")
+        try:
+            with tar.extractfile(members["meta"]) as f:
+                meta = safe_load_file(f, encoding="bytes", what="its pickle")
+            classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"fine_label_names"])
+            if not classes or len(classes) > 1000:
+                raise ValueError(f"{len(classes)} class names")
+        except (OSError, EOFError, zlib.error, UnsafePickleError, KeyError, TypeError, ValueError,
+                UnicodeDecodeError) as e:
+            raise CifarError(f"{path}: meta is corrupt ({e}); download the archive again from {url}") from e
+    for name, (_, y) in (("train", train), ("test", test)):
+        if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+            raise CifarError(f"{path}: {name} fine labels outside 0..{len(classes) - 1}")
     return {"train": train, "test": test, "classes": classes}
 
 

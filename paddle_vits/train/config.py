@@ -92,10 +92,14 @@ class TrainConfig:
     """
 
     model: str = _option("wavevit_s", "registered model name or alias (python scripts/list_models.py)")
-    data: str = _option(None, "cifar-10-python.tar.gz; a path given here must exist", metavar="PATH",
+    data: str = _option(None, "cifar-10-python.tar.gz, cifar-100-python.tar.gz, an image folder DIR with "
+                              "train/<class>/* and val/<class>/*, or DIR with train_list.txt and val_list.txt "
+                              "(PaddleClas lists); a path given here must exist", metavar="PATH",
                         unset=f"{DEFAULT_DATA}, else Paddle's download cache", resumable="saved")
+    data_root: str = _option(None, "directory the paths of train_list.txt/val_list.txt are relative to",
+                             metavar="DIR", unset="the --data directory", resumable="saved")
     output: str = _option(None, "output dir; one that holds a run needs --resume or --overwrite", metavar="DIR",
-                          unset="output/cifar10_MODEL")
+                          unset="output/DATA_MODEL (DATA: cifar10, cifar100 or the data folder's name)")
     resume: str = _option(None, "continue the run in DIR with its saved options", metavar="DIR", unset="a new run",
                           resumable="now")
     overwrite: bool = _option(False, "replace the run that --output holds (its checkpoint, weights and logs)")
@@ -108,8 +112,15 @@ class TrainConfig:
     warmup_epochs: float = _option(0.0, "linear LR warm-up, in epochs (at most --epochs)", range=NON_NEGATIVE)
     weight_decay: float = _option(1e-5, "weight decay", range=NON_NEGATIVE)
     smoothing: float = _option(0.1, "label smoothing", range=Range(0, 1, hi_open=True))
-    img_size: int = _option(None, "input size the CIFAR images are resized to", range=Range(1, 1024),
+    img_size: int = _option(None, "input size of the model (images are resized/cropped to it)", range=Range(1, 1024),
                             unset=_recipe_default("img_size"))
+    aug: str = _option(None, "training augmentation: the notebooks' CIFAR recipe, or ImageNet's (RandomResizedCrop "
+                             "0.08-1, flip, RandAugment, random erasing; eval: resize to img/0.875, center crop)",
+                       choices=("notebook", "imagenet"), unset="notebook for CIFAR archives, imagenet for image "
+                                                               "folders and lists")
+    randaug_n: int = _option(2, "RandAugment ops per image (--aug imagenet; 0: off)", range=Range(0, 10))
+    randaug_m: float = _option(9.0, "RandAugment magnitude (--aug imagenet)", range=Range(0, 10))
+    reprob: float = _option(0.25, "random erasing probability (--aug imagenet)", range=Range(0, 1))
     mixup: float = _option(0.0, "Mixup alpha (0: off)", range=NON_NEGATIVE)
     cutmix: float = _option(0.0, "CutMix alpha (0: off)", range=NON_NEGATIVE)
     mixup_prob: float = _option(1.0, "probability of mixing a batch", range=Range(0, 1))
@@ -117,6 +128,18 @@ class TrainConfig:
     drop_path: float = _option(0.0, "stochastic depth rate", range=Range(0, 1, hi_open=True))
     amp: str = _option(None, "mixed precision on GPU; --amp alone is float16 (CPU: ignored, said so)",
                        choices=("float16", "bfloat16"), const="float16", unset="float32")
+    amp_level: str = _option("O1", "AMP level: O1 (per-op casts) or O2 (half-precision weights, float32 master "
+                                   "weights through paddle.amp.decorate)", choices=("O1", "O2"))
+    recompute: bool = _option(False, "activation checkpointing per block on GPU (less memory, about a third "
+                                     "more compute; CPU: ignored, said so)")
+    accum_steps: int = _option(1, "gradient accumulation: micro-batches of --batch-size per optimizer step",
+                               range=Range(1, 1024), metavar="N")
+    model_ema: bool = _option(False, "keep an exponential moving average of the weights (evaluated and saved "
+                                     "beside them)")
+    model_ema_decay: float = _option(0.9998, "EMA decay per optimizer step", range=Range(0, 1, hi_open=True))
+    layer_decay: float = _option(None, "layer-wise LR decay: block i of L trains at lr * decay^(L+1-i)",
+                                 range=Range(0, 1, lo_open=True), unset="the same LR everywhere")
+    freeze: bool = _option(False, "train only the classifier (linear probing)")
     workers: int = _option(2, "DataLoader worker processes", range=Range(0, 64), resumable="saved")
     seed: int = _option(42, "seed of the initial weights, data order, augmentation and dropout",
                         range=Range(0, 2 ** 32 - 1))
@@ -126,7 +149,8 @@ class TrainConfig:
     save_every: int = _option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)",
                               range=NON_NEGATIVE, metavar="N", resumable="saved")
     pretrained: str = _option(None, "ImageNet weights to fine-tune from: a .pdparams or official file, "
-                                    "'pretrained' or a release tag (downloaded and cached)", metavar="FILE|TAG",
+                                    "'pretrained' or a release tag of --model, or a model name (its default "
+                                    "release; downloaded and cached)", metavar="FILE|TAG|NAME",
                               unset="random initialisation")
     model_kwargs: dict = _option(None, 'extra model arguments, a JSON object, e.g. \'{"depth": 12}\'',
                                  metavar="JSON", unset="none")
@@ -138,6 +162,8 @@ class TrainConfig:
                                   resumable="saved")
     progress: bool = _option(True, "progress bars", resumable="saved")
     visualdl: bool = _option(True, "VisualDL logs (when visualdl is installed)", resumable="saved")
+    eval_only: bool = _option(False, "evaluate the --resume run's checkpoint (and its EMA) and write the "
+                                     "evaluation report; no training", resumable="now")
 
     def check(self):
         """Check every field against its type, range or choices; raise :class:`TrainingError` on the first bad one."""
@@ -205,6 +231,17 @@ def recipe_for(model_name):
     return recipe
 
 
+def _data_name(data):
+    """Short name of a dataset path for the default output dir: cifar10, cifar100 or the folder's name."""
+    if data is None:
+        return "cifar10"
+    name = os.path.basename(os.path.normpath(os.fspath(data))).lower()
+    for archive in ("cifar-10", "cifar-100"):
+        if name.startswith(archive + "-python"):
+            return archive.replace("-", "")
+    return name.split(".")[0] or "data"
+
+
 def resolve_config(cfg):
     """Check ``cfg``, fill its ``None`` fields from the model's recipe and check the options together."""
     cfg.check()
@@ -217,7 +254,7 @@ def resolve_config(cfg):
         if getattr(cfg, k) is None:
             setattr(cfg, k, v)
     if cfg.output is None:
-        cfg.output = os.path.join("output", f"cifar10_{cfg.model}")
+        cfg.output = os.path.join("output", f"{_data_name(cfg.data)}_{cfg.model}")
     cfg.output = os.fspath(cfg.output)
     if cfg.data is not None:
         cfg.data = os.path.abspath(cfg.data)  # a resumed run finds it from any working directory
@@ -230,6 +267,9 @@ def resolve_config(cfg):
     if (cfg.mixup or cfg.cutmix) and cfg.batch_size % 2:
         raise TrainingError(f"--mixup/--cutmix mix a batch with its reverse: --batch-size {cfg.batch_size} is odd",
                             "use an even --batch-size")
+    if cfg.eval_only and not cfg.resume:
+        raise TrainingError("--eval-only evaluates a run's checkpoint: it needs --resume DIR",
+                            "pass --resume with the run's output directory")
     if cfg.model_kwargs is not None and not cfg.model_kwargs.keys().isdisjoint({"num_classes", "img_size",
                                                                                 "drop_path_rate"}):
         raise TrainingError(f"--model-kwargs {json.dumps(cfg.model_kwargs)} sets an option train.py sets itself",
@@ -348,10 +388,67 @@ def build_parser(prog=None, description=None):
     return p
 
 
+def read_config_file(path):
+    """The options of a YAML recipe file: a mapping whose keys are :class:`TrainConfig` field names.
+
+    Raises:
+        TrainingError: missing or unparsable file, not a mapping, an unknown key (the message names the
+            closest field), or a value of the wrong type.
+    """
+    import yaml
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise TrainingError(f"--config {path} does not exist", "give a YAML recipe file, e.g. configs/cifar10/*.yaml")
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            raw = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise TrainingError(f"--config {path} is not valid YAML ({e})".replace("\n", " "), "fix the file") from e
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TrainingError(f"--config {path} holds a {type(raw).__name__}, not a mapping of options",
+                            "write one 'option: value' per line (keys are the option names with _)")
+    out = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELDS or name in ("resume", "overwrite", "eval_only"):
+            close = difflib.get_close_matches(name, [n for n in FIELDS if n not in ("resume", "overwrite")], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise TrainingError(f"--config {path}: unknown option {key!r}",
+                                f"{hint}the keys are the options of scripts/train.py --help, with _ for -")
+        f = FIELDS[name]
+        if f.type is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if value is not None and not _has_type(value, f.type):
+            raise TrainingError(f"--config {path}: {name} must be {_type_name(f.type)}, got {value!r}",
+                                _valid(f) or f"give {_type_name(f.type)}")
+        out[name] = value
+    return out
+
+
+def config_to_yaml(cfg):
+    """``cfg`` as a YAML recipe that :func:`read_config_file` reads back to the same options."""
+    import yaml
+
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("resume", "overwrite", "eval_only")}
+    return yaml.safe_dump(d, sort_keys=False)
+
+
 def config_from_argv(argv=None, prog=None, description=None):
-    """Parse ``argv`` into a :class:`TrainConfig` that remembers which options were given."""
-    ns = vars(build_parser(prog, description).parse_args(argv))
+    """Parse ``argv`` (with ``--config FILE``: the file's options, overridden by the command line's) into a
+    :class:`TrainConfig` that remembers which options were given."""
+    parser = build_parser(prog, description)
+    parser.add_argument("--config", metavar="FILE", help="YAML recipe (configs/): its keys are these options' "
+                                                         "names with _; command-line options override it")
+    ns = vars(parser.parse_args(argv))
     given = {k: v for k, v in ns.items() if k in FIELDS}
+    if ns.get("config"):
+        given = {**read_config_file(ns["config"]), **given}
     cfg = TrainConfig(**given)
     cfg._given = frozenset(given)
     return cfg

@@ -31,7 +31,19 @@ def _decay_split(model):
     return decay, no_decay
 
 
-def build_optimizer(model, opt="adam", scheduler=None, lr=1e-4, weight_decay=1e-5, clip_grad=None):
+def _groups(params_by_decay, lr_scales):
+    """Parameter groups of equal (weight decay, LR scale); Paddle multiplies a group's ``learning_rate``
+    into the scheduled LR."""
+    groups = {}
+    for wd, named in params_by_decay:
+        for name, p in named:
+            scale = lr_scales.get(name, 1.0) if lr_scales else 1.0
+            groups.setdefault((wd, scale), []).append(p)
+    return [{"params": ps, "weight_decay": wd, "learning_rate": scale} for (wd, scale), ps in groups.items()]
+
+
+def build_optimizer(model, opt="adam", scheduler=None, lr=1e-4, weight_decay=1e-5, clip_grad=None,
+                    lr_scales=None):
     """Adam (the notebooks: L2 ``weight_decay`` on every parameter) or AdamW
     (decoupled decay, skipping biases, norms and ``no_weight_decay()``).
 
@@ -40,18 +52,23 @@ def build_optimizer(model, opt="adam", scheduler=None, lr=1e-4, weight_decay=1e-
         opt: ``"adam"`` or ``"adamw"``.
         scheduler: LR scheduler or ``None`` (constant ``lr``).
         clip_grad: Global-norm clip value or ``None``.
+        lr_scales: ``{parameter name: LR multiplier}`` (layer-wise LR decay) or ``None``.
     """
     learning_rate = scheduler if scheduler is not None else lr
     grad_clip = paddle.nn.ClipGradByGlobalNorm(clip_grad) if clip_grad else None
+    trainable = [(n, p) for n, p in model.named_parameters() if not p.stop_gradient]
     if opt == "adam":
-        params = [p for p in model.parameters() if not p.stop_gradient]
-        return paddle.optimizer.Adam(learning_rate, parameters=params, weight_decay=weight_decay or None,
-                                     grad_clip=grad_clip)
+        if lr_scales:
+            groups = _groups([(weight_decay or None, trainable)], lr_scales)
+            return paddle.optimizer.Adam(learning_rate, parameters=groups, weight_decay=weight_decay or None,
+                                         grad_clip=grad_clip)
+        return paddle.optimizer.Adam(learning_rate, parameters=[p for _, p in trainable],
+                                     weight_decay=weight_decay or None, grad_clip=grad_clip)
     if opt == "adamw":
         decay, no_decay = _decay_split(model)
-        groups = [{"params": decay, "weight_decay": weight_decay}]
-        if no_decay:
-            groups.append({"params": no_decay, "weight_decay": 0.0})
+        ids = {id(p) for p in decay}
+        groups = _groups([(weight_decay, [(n, p) for n, p in trainable if id(p) in ids]),
+                          (0.0, [(n, p) for n, p in trainable if id(p) not in ids])], lr_scales)
         return paddle.optimizer.AdamW(learning_rate, parameters=groups, weight_decay=weight_decay,
                                       grad_clip=grad_clip)
     raise ValueError(f"unknown optimizer {opt!r}: use 'adam' or 'adamw'")

@@ -15,6 +15,7 @@ import paddle.distributed as dist
 import paddle_vits
 
 from ..data.cifar import find_or_download_cifar10, read_cifar10
+from ..data.datasets import read_dataset
 from ..utils.device import select_device
 from ..utils.safe_pickle import UnsafePickleError
 from .checkpoint import load_checkpoint
@@ -32,23 +33,36 @@ def load_for_finetune(model, path, model_name):
     from ..convert import CheckpointError, load_pretrained
     from ..hub import WeightsError, weights_file
 
+    source = model_name
+    if not os.path.isfile(os.fspath(path)) and paddle_vits.is_model(path):  # a model name: its default release
+        source = paddle_vits.get_model_info(path).name
+        if paddle_vits.get_model_info(model_name).family != paddle_vits.get_model_info(source).family:
+            raise TrainingError(f"--pretrained {path} is a {paddle_vits.get_model_info(source).family} model; "
+                                f"--model {model_name} is not", "give a model of the same family, or a file")
+        path = "pretrained"
     try:
-        path = weights_file(model_name, path)
+        path = weights_file(source, path)
     except WeightsError as e:
         raise TrainingError(f"--pretrained {path}: {e.what}", e.fix) from e
     try:
-        return load_pretrained(model, path, model_name, reinit_head=True, resize_pos_embed=True)
+        return load_pretrained(model, path, source, reinit_head=True, resize_pos_embed=True)
     except (CheckpointError, ValueError) as e:
         raise TrainingError(f"--pretrained {path}: {e}") from e
 
 
-def data_geometry(data, batch_size, world):
-    """What a resumed run must share with its checkpoint: data sizes, classes, labels and batch layout."""
-    (_, train_labels), (_, val_labels) = data["train"], data["test"]
-    return {"train_images": int(len(train_labels)), "val_images": int(len(val_labels)),
-            "classes": list(data["classes"]), "labels_crc32": zlib.crc32(np.ascontiguousarray(train_labels)),
-            "world_size": int(world), "batch_size": int(batch_size),
-            "steps_per_epoch": int(len(train_labels)) // (batch_size * world)}
+def data_geometry(data, batch_size, world, accum_steps=1):
+    """What a resumed run must share with its checkpoint: data kind and sizes, classes, labels (and, for
+    file datasets, the files' names) and the batch layout."""
+    (train_items, train_labels), (_, val_labels) = data["train"], data["test"]
+    geometry = {"kind": data.get("kind", "cifar10"), "train_images": int(len(train_labels)),
+                "val_images": int(len(val_labels)), "classes": list(data["classes"]),
+                "labels_crc32": zlib.crc32(np.ascontiguousarray(train_labels, dtype=np.int64)),
+                "world_size": int(world), "batch_size": int(batch_size), "accum_steps": int(accum_steps),
+                "steps_per_epoch": int(len(train_labels)) // (batch_size * accum_steps * world)}
+    if len(train_items) and isinstance(train_items[0], str):
+        geometry["files_crc32"] = zlib.crc32("\n".join(os.path.relpath(p, os.path.commonpath(list(train_items)))
+                                                       for p in train_items).encode("utf-8"))
+    return geometry
 
 
 def check_resume_fits(ckpt, geometry, model, cfg):
@@ -123,7 +137,10 @@ def start(cfg, data):
     if dist.get_rank() == 0:
         check_output(cfg, resuming=ckpt is not None)
     if data is None:
-        data = read_cifar10(find_or_download_cifar10(cfg.data))
+        data = (read_dataset(cfg.data, cfg.data_root) if cfg.data is not None
+                else {**read_cifar10(find_or_download_cifar10(None)), "kind": "cifar10"})
+    if cfg.aug is None:
+        cfg.aug = "notebook" if data.get("kind", "cifar10").startswith("cifar") else "imagenet"
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     paddle.seed(cfg.seed)  # the model's initial weights (same on every rank)

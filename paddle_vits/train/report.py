@@ -93,3 +93,43 @@ def plot_predictions(images, preds, labels, classes, path=None, ncols=6):
     fig.suptitle("predicted / true")
     fig.tight_layout()
     return _save(fig, path)
+
+
+MAX_CONFUSION_CLASSES = 100
+
+
+def per_class_rows(matrix, classes):
+    """Per-class rows (``class``, ``images``, ``correct``, ``accuracy``) of a confusion matrix (rows: true class)."""
+    m = np.asarray(matrix)
+    return [{"class": c, "images": int(m[i].sum()), "correct": int(m[i, i]),
+             "accuracy": float(m[i, i] / m[i].sum()) if m[i].sum() else float("nan")} for i, c in enumerate(classes)]
+
+
+def plot_confusion(matrix, classes, path=None):
+    """Row-normalised confusion matrix (true class down, predicted across); names shown up to 30 classes."""
+    m = np.asarray(matrix, dtype=np.float64)
+    m = m / np.maximum(m.sum(1, keepdims=True), 1)
+    n = len(classes)
+    size = min(16.0, 3 + 0.25 * n)
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        ax.set_xticks(range(n), labels=classes, rotation=90)
+        ax.set_yticks(range(n), labels=classes)
+    ax.set_title(f"confusion matrix (row-normalised, {n} classes)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_class_report(out_dir, matrix, classes, suffix=""):
+    """``per_class{suffix}.csv``, ``confusion{suffix}.json`` and, for up to :data:`MAX_CONFUSION_CLASSES`
+    classes, ``confusion{suffix}.png``."""
+    atomic_write_text(os.path.join(out_dir, f"per_class{suffix}.csv"), _csv_text(per_class_rows(matrix, classes)))
+    atomic_write_text(os.path.join(out_dir, f"confusion{suffix}.json"),
+                      json.dumps({"classes": list(classes), "matrix": [list(map(int, r)) for r in matrix]}))
+    if len(classes) <= MAX_CONFUSION_CLASSES:
+        plot_confusion(matrix, classes, os.path.join(out_dir, f"confusion{suffix}.png"))

@@ -12,11 +12,14 @@ import sys
 from ..utils.io import atomic_save, atomic_write_text, remove_stale_temps
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint
 from .config import TrainingError
-from .report import plot_curves, plot_predictions, write_logs
+from .report import plot_curves, plot_predictions, write_class_report, write_logs
 
 # What a run writes into its output directory (``--overwrite`` removes exactly these).
 RUN_FILES = (CHECKPOINT_NAME, "best.pdparams", "best.pdopt", "final.pdparams", "final.pdopt", "log.json",
-             "steps.csv", "epochs.csv", "curves.png", "predictions.png", "config.json", "classes.txt")
+             "steps.csv", "epochs.csv", "curves.png", "predictions.png", "config.json", "classes.txt",
+             "config.yaml", "best_ema.pdparams", "final_ema.pdparams", "eval.json",
+             *(f"{stem}{suffix}.{ext}" for suffix in ("", "_ema")
+               for stem, ext in (("per_class", "csv"), ("confusion", "json"), ("confusion", "png"))))
 VISUALDL_DIR = "visualdl"
 
 
@@ -92,8 +95,9 @@ class RunLog:
 
     def add_epoch(self, row):
         self.data["epochs"].append(row)
-        self.scalars("epoch", row["epoch"], **{k: row[k] for k in ("train_loss", "train_acc", "val_loss",
-                                                                     "val_acc")})
+        self.scalars("epoch", row["epoch"], **{k: row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc",
+                                                                     "val_top5", "val_acc_ema", "val_top5_ema")
+                                               if k in row})
 
     @_writer_only
     def scalars(self, prefix, step, **values):
@@ -139,6 +143,10 @@ class RunLog:
     @_writer_only
     def predictions(self, images, preds, labels, classes):
         plot_predictions(images, preds, labels, classes, path=self.path("predictions.png"))
+
+    @_writer_only
+    def class_report(self, matrix, classes, suffix=""):
+        write_class_report(self.out_dir, matrix, classes, suffix)
 
     @_writer_only
     def close(self):
