@@ -190,6 +190,8 @@ def compare_torch(args, paddle, model, info, size, threads):
                   f"torch {med(pt_ips):.2f} img/s, ratio {med(ratios):.2f} "
                   f"[{min(ratios):.2f}-{max(ratios):.2f}] over {args.rounds} rounds; "
                   f"other processes used {med(other):.2f} CPUs meanwhile")
+        print(f"peak mem   paddle {_peak_rss_mib():.0f} MiB, torch {twin.peak_mib:.0f} MiB (process peak RSS; "
+              f"each process builds one model)")
     finally:
         twin.close()
     return 0

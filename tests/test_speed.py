@@ -68,3 +68,18 @@ def test_compare_torch_runs_on_tiny_configs_and_prints_ratios(name):
         print(f"{name} tiny: paddle/torch inference ratio {t_pt / t_pd:.2f} (other CPU {c.other_cpu_s:.2f} s)")
     finally:
         twin.close()
+
+
+def test_attend_sdpa_on_cpu_switch_gives_the_same_numbers(monkeypatch):
+    from paddle_vits.layers import attention
+
+    q, k, v = (paddle.randn([2, 5, 3, 8]) for _ in range(3))
+    mask = paddle.randn([1, 3, 5, 5])
+    drop = paddle.nn.Dropout(0.0)
+    drop.eval()
+    explicit = attention.attend(q, k, v, 0.3, drop, fused=False, mask=mask).numpy()
+    assert not attention.SDPA_ON_CPU  # the default: the written-out maths on CPU (faster there)
+    np.testing.assert_array_equal(attention.attend(q, k, v, 0.3, drop, fused=True, mask=mask).numpy(), explicit)
+    monkeypatch.setattr(attention, "SDPA_ON_CPU", True)
+    np.testing.assert_allclose(attention.attend(q, k, v, 0.3, drop, fused=True, mask=mask).numpy(), explicit,
+                               atol=1e-5, rtol=1e-5)

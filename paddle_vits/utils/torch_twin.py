@@ -15,6 +15,7 @@ torch and timm are optional: nothing here imports them in the parent.
 """
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -130,7 +131,8 @@ def _worker(spec):
         start = time.perf_counter()
         for _ in range(req["steps"]):
             fn()
-        print(json.dumps(dict(s=(time.perf_counter() - start) / req["steps"])), flush=True)
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        print(json.dumps(dict(s=(time.perf_counter() - start) / req["steps"], peak_mib=peak_mib)), flush=True)
     return 0
 
 
@@ -160,7 +162,9 @@ class TorchTwin:
     def time(self, mode, steps, warmup):
         self.proc.stdin.write(json.dumps(dict(mode=mode, steps=steps, warmup=warmup)) + "\n")
         self.proc.stdin.flush()
-        return self._read()["s"]
+        reply = self._read()
+        self.peak_mib = reply["peak_mib"]  # the twin process's peak RSS so far
+        return reply["s"]
 
     def close(self):
         if self.proc.poll() is None:
