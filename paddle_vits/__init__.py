@@ -13,7 +13,11 @@ import zlib  # noqa: F401  (before paddle: see paddle_vits.utils.compat, "zlib")
 # Paddle 3.3 warns about a missing ccache (a C++-extension build cache) on every import.
 warnings.filterwarnings("ignore", message="No ccache found")
 
-from .utils.compat import check_paddle_version
+from .utils.cpu import use_fast_mkl_path
+
+use_fast_mkl_path()  # before the first matrix product: MKL's AVX2 kernels on AMD CPUs (paddle_vits.utils.cpu)
+
+from .utils.compat import check_paddle_version  # noqa: E402
 
 check_paddle_version()  # before anything else: a clear message instead of a failure deep in a model
 

@@ -8,6 +8,14 @@ matmul and attention product executed in one forward pass, batch 1). Throughput
 is timed after ``--warmup`` untimed steps. Peak memory is the GPU allocator's
 peak (``paddle.device.cuda.max_memory_allocated``) or, on CPU, the process's
 peak resident set size. It prints figures and asserts nothing.
+
+``--compare-torch`` times the PyTorch twin (timm's CaiT/CrossViT; torch and
+timm installed) with the same weights, taking turns with Paddle for
+``--rounds`` rounds, and prints both, the ratio (Paddle images/s over
+PyTorch's, median and range) and the CPU time other processes used while
+timing (see :mod:`paddle_vits.utils.torch_twin`)::
+
+    python scripts/benchmark.py --model cait_xxs_24 --batch-size 16 --threads 2 --compare-torch
 """
 import argparse
 import functools
@@ -29,6 +37,9 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
     p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
+    p.add_argument("--compare-torch", action="store_true",
+                   help="time the PyTorch twin too (needs torch + timm), interleaved, same weights")
+    p.add_argument("--rounds", type=int_at_least(1), default=3, help="interleaved rounds with --compare-torch")
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -65,6 +76,7 @@ def main(argv=None):
     from paddle_vits.utils.flops import count_macs
 
     threads = set_num_threads(args.threads)
+    threads = paddle.base.core.get_num_threads() if hasattr(paddle.base.core, "get_num_threads") else threads
     gpu = select_device(args.device) == "gpu"
     try:
         info = get_model_info(args.model)
@@ -83,6 +95,8 @@ def main(argv=None):
     print(f"GMACs      {macs.gmacs:.3f} ({macs.macs:,} MACs per image; "
           + ", ".join(f"{k} {v / 1e9:.3f}" for k, v in sorted(macs.by_op.items())) + ")")
 
+    if args.compare_torch:
+        return compare_torch(args, paddle, model, info, size, threads)
     x = paddle.randn([bs, 3, size, size], dtype="float32")
     model.eval()
 
@@ -114,6 +128,72 @@ def main(argv=None):
         print(f"peak mem   {peak:.0f} MiB (GPU allocator)")
     else:
         print(f"peak mem   {_peak_rss_mib():.0f} MiB (process peak RSS)")
+    return 0
+
+
+def compare_torch(args, paddle, model, info, size, threads):
+    """Paddle and its PyTorch twin, same weights, timed in turns; prints both and the ratio."""
+    import os
+    import statistics
+
+    import numpy as np
+
+    from paddle_vits.convert import convert_state_dict
+    from paddle_vits.utils.torch_twin import Contention, TorchTwin, twin_available
+
+    if args.device == "gpu" or args.amp:
+        raise UserError("--compare-torch times CPU fp32 only", "drop --device gpu / --amp")
+    if not twin_available(info.name):
+        raise UserError(f"no PyTorch twin for {info.name} (or torch/timm are not installed)",
+                        "install torch and timm; twins exist for CaiT and CrossViT")
+    bs = args.batch_size
+    kwargs = {} if size == info.img_size else dict(img_size=size)
+    twin = TorchTwin(info.name, model.num_classes, size, bs, threads, kwargs)
+    try:
+        sd, _ = convert_state_dict(twin.state_dict, model)
+        model.set_state_dict(sd)
+        model.eval()
+        with paddle.no_grad():
+            diff = float(np.abs(model(paddle.to_tensor(twin.probe)).numpy() - twin.logits).max())
+        print(f"twin       torch {twin.info['torch']} + timm {twin.info['timm']}, {twin.info['threads']} threads; "
+              f"same weights: max |logit diff| {diff:.2e}")
+        x = paddle.randn([bs, 3, size, size], dtype="float32")
+        y = paddle.randint(0, model.num_classes, [bs])
+        opt = paddle.optimizer.AdamW(learning_rate=1e-4, parameters=model.parameters())
+
+        def infer():
+            with paddle.no_grad():
+                model(x)
+
+        def train_step():
+            paddle.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.clear_grad()
+
+        pids = [os.getpid(), twin.proc.pid]
+        for mode, fn in (("infer", infer), ("train", train_step))[: 1 if args.no_train else 2]:
+            model.train() if mode == "train" else model.eval()
+            ratios, pd_ips, pt_ips, other = [], [], [], []
+            for _ in range(args.rounds):
+                time.sleep(0.3)  # let the other runtime's OpenMP threads stop spinning
+                with Contention(pids) as c1:
+                    t_pd = _timed(fn, args.steps, args.warmup, lambda: None)
+                time.sleep(0.3)
+                with Contention(pids) as c2:
+                    t_pt = twin.time(mode, args.steps, args.warmup)
+                pd_ips.append(bs / t_pd)
+                pt_ips.append(bs / t_pt)
+                ratios.append(pd_ips[-1] / pt_ips[-1])
+                other.append((c1.other_cpu_s + c2.other_cpu_s) / (c1.wall + c2.wall))
+            med = statistics.median
+            print(f"{'inference' if mode == 'infer' else 'training':10s} paddle {med(pd_ips):.2f} img/s, "
+                  f"torch {med(pt_ips):.2f} img/s, ratio {med(ratios):.2f} "
+                  f"[{min(ratios):.2f}-{max(ratios):.2f}] over {args.rounds} rounds; "
+                  f"other processes used {med(other):.2f} CPUs meanwhile")
+        print(f"peak mem   paddle {_peak_rss_mib():.0f} MiB, torch {twin.peak_mib:.0f} MiB (process peak RSS; "
+              f"each process builds one model)")
+    finally:
+        twin.close()
     return 0
 
 

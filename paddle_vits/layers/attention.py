@@ -17,6 +17,11 @@ Contract of the kernel and of the layers around it:
   :func:`paddle_vits.utils.compat.scaled_dot_product_attention`, which writes
   the same maths out on Paddle 2.6, whose CPU build has no SDPA kernel);
   ``fused=False`` writes the maths out. They agree to float rounding.
+  On CPU in eager mode ``fused=True`` also writes the maths out unless
+  :data:`SDPA_ON_CPU` is set: Paddle's CPU SDPA is slower than the explicit
+  path (``docs/performance.md``: CaiT-XXS shapes, batch 16, 2 threads, 32.6 ms
+  against 24.0 ms per layer). On GPU, and in programs traced for export,
+  ``fused=True`` runs SDPA (flash attention where dtype and shapes allow).
 * **The scale.** Paddle's SDPA has no ``scale`` argument: it always scales
   the logits by ``head_dim ** -0.5``. A layer with another scale (``qk_scale``)
   gets it by passing ``q * (scale * head_dim ** 0.5)``: SDPA's own factor
@@ -37,10 +42,20 @@ Contract of the kernel and of the layers around it:
 * **Heads.** :func:`head_dim` is the one check that ``num_heads`` divides the
   width.
 """
+import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..utils import compat
+
+
+SDPA_ON_CPU = False
+"""Run SDPA for ``fused=True`` on CPU in eager mode too (default False: the explicit path is faster there)."""
+
+
+def _use_sdpa(q):
+    """SDPA on GPU and in static programs; on CPU in eager mode only with :data:`SDPA_ON_CPU`."""
+    return SDPA_ON_CPU or not paddle.in_dynamic_mode() or not q.place.is_cpu_place()
 
 
 def head_dim(dim, num_heads):
@@ -63,13 +78,13 @@ def attend(q, k, v, scale, attn_drop, fused=True, mask=None):
             train/eval mode are used on both paths, and the explicit path calls
             it (the explanation hook).
         fused: Use SDPA (the layer's ``fused_attn``); ignored when ``mask``
-            needs a gradient.
+            needs a gradient, and on CPU unless :data:`SDPA_ON_CPU`.
         mask: Optional additive bias, broadcastable to ``[B, heads, Nq, Nk]``.
 
     Returns:
         ``[B, Nq, heads, D]``.
     """
-    if fused and (mask is None or mask.stop_gradient):
+    if fused and (mask is None or mask.stop_gradient) and _use_sdpa(q):
         training = attn_drop.training
         return compat.scaled_dot_product_attention(
             q * (scale * q.shape[-1] ** 0.5), k, v, attn_mask=mask,  # SDPA's own D ** -0.5 cancels

@@ -1,0 +1,85 @@
+"""Speed plumbing: MKL's fast path on AMD CPUs, and the side-by-side timing against the PyTorch twin."""
+import os
+import time
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_vits import create_model
+from paddle_vits.utils.cpu import cpu_vendor, use_fast_mkl_path
+
+
+def test_fast_mkl_path_only_on_amd_and_never_over_an_explicit_value():
+    env = {}
+    assert use_fast_mkl_path(env, vendor="AuthenticAMD") == "5" and env == {"MKL_DEBUG_CPU_TYPE": "5"}
+    env = {}
+    assert use_fast_mkl_path(env, vendor="GenuineIntel") is None and env == {}
+    env = {"MKL_DEBUG_CPU_TYPE": "0"}
+    assert use_fast_mkl_path(env, vendor="AuthenticAMD") == "0"
+
+
+def test_cpu_vendor_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n")
+    assert cpu_vendor(str(info)) == "AuthenticAMD"
+    assert cpu_vendor(str(tmp_path / "missing")) == ""
+
+
+def test_import_sets_the_fast_path_on_this_machine():
+    if cpu_vendor() == "AuthenticAMD":
+        assert os.environ.get("MKL_DEBUG_CPU_TYPE")
+    else:
+        assert "MKL_DEBUG_CPU_TYPE" not in os.environ or os.environ["MKL_DEBUG_CPU_TYPE"] != ""
+
+
+TINY = {
+    "cait_xxs_24": dict(img_size=32, embed_dim=48, depth=2, num_heads=4),
+    "crossvit_9_dagger_224": dict(img_size=120),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_compare_torch_runs_on_tiny_configs_and_prints_ratios(name):
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from paddle_vits.convert import convert_state_dict
+    from paddle_vits.utils.torch_twin import Contention, TorchTwin
+
+    kwargs = TINY[name]
+    model = create_model(name, num_classes=10, **kwargs)
+    twin = TorchTwin(name, 10, kwargs["img_size"], 2, 1, kwargs)
+    try:
+        sd, _ = convert_state_dict(twin.state_dict, model)
+        model.set_state_dict(sd)
+        model.eval()
+        with paddle.no_grad():
+            out = model(paddle.to_tensor(twin.probe)).numpy()
+        np.testing.assert_allclose(out, twin.logits, atol=1e-4, rtol=1e-4)  # the same weights on both sides
+        x = paddle.randn([2, 3, kwargs["img_size"], kwargs["img_size"]])
+        with Contention([os.getpid(), twin.proc.pid]) as c, paddle.no_grad():
+            start = time.perf_counter()
+            for _ in range(3):
+                model(x)
+            t_pd = (time.perf_counter() - start) / 3
+        t_pt = twin.time("infer", 3, 1)
+        t_pt_train = twin.time("train", 2, 1)
+        assert t_pd > 0 and t_pt > 0 and t_pt_train > 0 and c.other_cpu_s >= 0
+        print(f"{name} tiny: paddle/torch inference ratio {t_pt / t_pd:.2f} (other CPU {c.other_cpu_s:.2f} s)")
+    finally:
+        twin.close()
+
+
+def test_attend_sdpa_on_cpu_switch_gives_the_same_numbers(monkeypatch):
+    from paddle_vits.layers import attention
+
+    q, k, v = (paddle.randn([2, 5, 3, 8]) for _ in range(3))
+    mask = paddle.randn([1, 3, 5, 5])
+    drop = paddle.nn.Dropout(0.0)
+    drop.eval()
+    explicit = attention.attend(q, k, v, 0.3, drop, fused=False, mask=mask).numpy()
+    assert not attention.SDPA_ON_CPU  # the default: the written-out maths on CPU (faster there)
+    np.testing.assert_array_equal(attention.attend(q, k, v, 0.3, drop, fused=True, mask=mask).numpy(), explicit)
+    monkeypatch.setattr(attention, "SDPA_ON_CPU", True)
+    np.testing.assert_allclose(attention.attend(q, k, v, 0.3, drop, fused=True, mask=mask).numpy(), explicit,
+                               atol=1e-5, rtol=1e-5)
