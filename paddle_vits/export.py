@@ -68,6 +68,7 @@ def preprocess_config(model, img_size=None, files=()):
     info = getattr(model, "model_info", None)
     size = int(img_size or (model.img_size[0] if hasattr(model, "img_size") else info.img_size))
     from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    from .data.transforms import eval_resize_size
 
     crop_pct = info.crop_pct if info else 1.0
     return dict(
@@ -75,7 +76,7 @@ def preprocess_config(model, img_size=None, files=()):
         num_classes=int(getattr(model, "num_classes", 0)),
         input_size=[int(getattr(model, "in_chans", 3)), size, size],
         crop_pct=crop_pct,
-        resize=int(size / crop_pct),
+        resize=eval_resize_size(size, crop_pct),
         interpolation=info.interpolation if info else "bicubic",
         mean=list(info.mean if info else IMAGENET_DEFAULT_MEAN),
         std=list(info.std if info else IMAGENET_DEFAULT_STD),
