@@ -1,4 +1,4 @@
-"""Serve an exported model (:mod:`paddle_vits.export`): Paddle Inference or onnxruntime, with its recorded preprocessing.
+"""Serve an exported model (:mod:`paddle_vits.export`) with Paddle Inference or onnxruntime.
 
 :class:`Predictor` loads ``model.json``/``model.pdmodel`` + ``model.pdiparams`` with
 ``paddle.inference.Config``/``create_predictor`` (CPU with oneDNN and a thread count; GPU; TensorRT
@@ -96,7 +96,14 @@ class Predictor:
             if mkldnn:
                 config.enable_mkldnn()
             config.set_cpu_math_library_num_threads(threads)
-        predictor = pi.create_predictor(config)
+        try:
+            predictor = pi.create_predictor(config)
+        except RuntimeError as e:
+            # Known: CrossFormer's dynamic position bias (an MLP on constant coordinates) fails in Paddle
+            # Inference 3.3's constant folding ("Tensor holds no memory"); paddle.jit.load and ONNX run it.
+            last = str(e).strip().splitlines()[-3:]
+            raise UserError(f"Paddle Inference cannot build a predictor for {self.model_dir!r}: {' '.join(last)}",
+                            "use --backend onnxruntime (the export's ONNX file)") from None
         inp = predictor.get_input_handle(predictor.get_input_names()[0])
         out = predictor.get_output_handle(predictor.get_output_names()[0])
 
