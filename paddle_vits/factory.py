@@ -70,7 +70,7 @@ def _resolve_weights(info, pretrained):
     return pretrained
 
 
-def create_model(name, pretrained=False, num_classes=None, **kwargs):
+def create_model(name, pretrained=False, num_classes=None, features_only=False, out_indices=None, **kwargs):
     """Build a registered model.
 
     Args:
@@ -88,6 +88,13 @@ def create_model(name, pretrained=False, num_classes=None, **kwargs):
             size is dropped and the head re-initialised (with a warning); left
             at the default, such a checkpoint is an error, so a fine-tuned head
             is never thrown away silently.
+        features_only: Return a backbone (:class:`paddle_vits.features.FeatureBackbone`) whose
+            ``forward`` gives a list of ``NCHW`` feature maps, with ``feature_info`` (channels and
+            stride of each). Classification weights load into it: the head(s) and the class-token
+            stage are dropped after loading, with a warning naming them. Without ``num_classes``
+            the checkpoint's head size is taken, so a fine-tuned checkpoint loads too.
+        out_indices: With ``features_only``: the stages/blocks to return (default: the
+            family's, see :mod:`paddle_vits.features`).
         **kwargs: Passed to the family's model class (``drop_path_rate``,
             ``img_size``, ...).
 
@@ -101,7 +108,12 @@ def create_model(name, pretrained=False, num_classes=None, **kwargs):
             message names the URLs and the cache path to put the file at).
     """
     _check_args(name, pretrained, num_classes, kwargs)
+    if out_indices is not None and not features_only:
+        raise ModelArgumentError("out_indices is only used with features_only=True",
+                                 "pass features_only=True, or drop out_indices")
     info = get_model_info(name)
+    if features_only and pretrained and num_classes is None:
+        num_classes = "checkpoint"  # the head is dropped anyway: take whatever size the checkpoint has
     state_dict = None
     if pretrained:
         pretrained = _resolve_weights(info, pretrained)
@@ -118,4 +130,14 @@ def create_model(name, pretrained=False, num_classes=None, **kwargs):
         if skipped:
             warnings.warn(f"{info.name}: the classifier of {os.fspath(pretrained)} does not have "
                           f"num_classes={num_classes} outputs; re-initialised {', '.join(skipped)}", stacklevel=2)
+    if features_only:
+        from .features import FeatureBackbone
+
+        model = FeatureBackbone(model, out_indices)
+        model.model_name = info.name
+        model.model_info = info
+        if pretrained:
+            warnings.warn(f"{info.name} features_only: the loaded classification weights of "
+                          f"{', '.join(model.dropped)} are not used by the feature maps and were dropped",
+                          stacklevel=2)
     return model

@@ -40,8 +40,65 @@ def parse_args(argv=None):
     p.add_argument("--compare-torch", action="store_true",
                    help="time the PyTorch twin too (needs torch + timm), interleaved, same weights")
     p.add_argument("--rounds", type=int_at_least(1), default=3, help="interleaved rounds with --compare-torch")
+    p.add_argument("--backend", nargs="+", choices=BACKENDS, default=["eager"],
+                   help="with paddle-inference/onnxruntime: export the model (checked) to a temporary folder and "
+                        "time each backend on the same input, images/s and latency percentiles side by side")
     add_common_args(p)
     return p.parse_args(argv)
+
+
+BACKENDS = ("eager", "paddle-inference", "onnxruntime")
+
+
+def compare_backends(model, size, args, threads, gpu):
+    """Time ``args.backend`` on one input batch: images/s and per-batch latency percentiles."""
+    import tempfile
+
+    import numpy as np
+    import paddle
+
+    from paddle_vits.export import check_input_batch, export
+    from paddle_vits.inference import Predictor
+
+    x = check_input_batch(size, batch=args.batch_size, seed=0)
+    model.eval()
+    runners = {}
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        needs_onnx = "onnxruntime" in args.backend
+        if any(b != "eager" for b in args.backend):
+            export(model, tmp, formats=("paddle", "onnx") if needs_onnx else ("paddle",), img_size=size, log=None)
+        for backend in args.backend:
+            if backend == "eager":
+                xt = paddle.to_tensor(x)
+
+                def eager(xt=xt):
+                    with paddle.no_grad():
+                        return model(xt).numpy()
+
+                runners[backend] = eager
+            else:
+                try:
+                    pred = Predictor(tmp, backend=backend, device="gpu" if gpu else "cpu", threads=threads)
+                except UserError as e:
+                    print(f"{backend:18s} not measured: {e}")
+                    continue
+                runners[backend] = functools.partial(pred, x)
+        print(f"{'backend':18s} {'images/s':>10s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s}  "
+              f"(batch {args.batch_size}, {args.steps} timed runs after {args.warmup})")
+        ref = None
+        for backend, fn in runners.items():
+            for _ in range(args.warmup):
+                fn()
+            times = []
+            for _ in range(args.steps):
+                start = time.perf_counter()
+                out = fn()
+                times.append(time.perf_counter() - start)
+            ref = out if ref is None else ref
+            p50, p90, p99 = np.percentile(np.array(times) * 1000, [50, 90, 99])
+            print(f"{backend:18s} {args.batch_size / np.mean(times):10.1f} {p50:9.1f} {p90:9.1f} {p99:9.1f}  "
+                  f"max |diff| to {next(iter(runners))}: {np.abs(out - ref).max():.2g}")
+    return 0
 
 
 def _sync(paddle, gpu):
@@ -97,6 +154,8 @@ def main(argv=None):
 
     if args.compare_torch:
         return compare_torch(args, paddle, model, info, size, threads)
+    if args.backend != ["eager"]:
+        return compare_backends(model, size, args, threads, gpu)
     x = paddle.randn([bs, 3, size, size], dtype="float32")
     model.eval()
 

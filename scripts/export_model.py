@@ -5,13 +5,15 @@
 
 Writes ``OUT/model.json`` + ``OUT/model.pdiparams`` (load with
 ``paddle.jit.load(OUT/model)`` or Paddle Inference) and, with ``--onnx``,
-``OUT/model.onnx`` (needs ``pip install paddle2onnx``). Models with PyLayers
+``OUT/model.onnx`` (needs ``pip install paddle2onnx``), and ``OUT/preprocess.json``
+(input size, crop, interpolation, mean/std, classes: what ``scripts/predict.py`` feeds the
+model). The work is :func:`paddle_vits.export.export`. Models with PyLayers
 (Wave-ViT's DWT/IDWT) are switched to their plain-op path first
 (``model.set_export_mode(True)``), which gives identical numbers.
 
 The export is checked before it is kept: the program reloaded with
 ``paddle.jit.load`` (and the ONNX model under onnxruntime, when installed) must
-reproduce the eager model's logits on a random batch within
+reproduce the eager model's logits on a fixed random batch within
 ``|exported - eager| <= --atol + --rtol * |eager|`` (default 1e-4 each). The files
 are written to a temporary folder inside ``OUT`` and moved into place only after
 that check: a failed or interrupted export leaves a previous export in ``OUT`` as it
@@ -20,11 +22,7 @@ and exit 2.
 """
 import argparse
 import os
-import shutil
 import sys
-import tempfile
-
-import numpy as np
 
 from paddle_vits.utils.argtypes import float_range, int_at_least
 from paddle_vits.utils.cli import UserError, add_common_args, run
@@ -56,32 +54,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def agreement(name, out, ref, atol, rtol):
-    """``(ok, message)``: whether ``out`` matches ``ref`` within ``atol + rtol * |ref|``."""
-    if out.shape != ref.shape:
-        return False, f"{name}: output shape {out.shape} vs eager {ref.shape}"
-    diff = np.abs(out.astype(np.float64) - ref)
-    excess = diff - (atol + rtol * np.abs(ref))
-    ok = bool(np.isfinite(out).all() and (excess <= 0).all())
-    return ok, f"{name}: max abs difference to the eager model {diff.max():.3g} (tolerance {atol:g} + {rtol:g}*|eager|)"
-
-
 def main(argv=None):
     args = parse_args(argv)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out!r} is a file", "--out is a directory that will hold model.json etc.")
-    import paddle
-
     from paddle_vits.utils import compat
 
     if args.onnx:
         try:
-            import paddle2onnx
+            import paddle2onnx  # noqa: F401  (fail before building the model)
         except ImportError:
             raise UserError(f"--onnx needs paddle2onnx: {compat.PADDLE2ONNX_MISSING}") from None
 
     from paddle_vits import create_model, get_model_info
     from paddle_vits.convert import infer_num_classes, load_pretrained, read_checkpoint
+    from paddle_vits.export import ExportCheckError, export
     from paddle_vits.hub import weights_file
     from paddle_vits.utils import set_num_threads
     from paddle_vits.utils.device import select_device
@@ -112,49 +99,17 @@ def main(argv=None):
             from None
     if weights:
         load_pretrained(model, weights, model_name=info.name, state_dict=state_dict)
-    model.eval()
-    if hasattr(model, "set_export_mode"):
-        model.set_export_mode(True)
-
-    os.makedirs(args.out, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export.tmp-", dir=args.out)
+    formats = ("paddle", "onnx") if args.onnx else ("paddle",)
     try:
-        prefix = os.path.join(tmp, "model")
-        spec = [paddle.static.InputSpec([None, 3, size, size], "float32", name="image")]
-        static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
-        paddle.jit.save(static, prefix)
-        x = paddle.randn([2, 3, size, size])
-        with paddle.no_grad():
-            ref = model(x).numpy().astype(np.float64)
-            out = paddle.jit.load(prefix)(x).numpy()
-        checks = [agreement("jit.load check", out, ref, args.atol, args.rtol)]
-        if args.onnx:
-            paddle2onnx.export(compat.program_file(prefix), prefix + ".pdiparams", save_file=prefix + ".onnx",
-                               opset_version=args.opset, enable_onnx_checker=True,
-                               enable_optimize=args.onnx_optimizer != "none",
-                               optimize_tool=args.onnx_optimizer if args.onnx_optimizer != "none" else "onnxoptimizer")
-            try:
-                import onnxruntime as ort
-            except ImportError:
-                print("onnxruntime not installed: ONNX output not checked (pip install onnxruntime)")
-            else:
-                opts = ort.SessionOptions()
-                opts.log_severity_level = 3  # errors only
-                sess = ort.InferenceSession(prefix + ".onnx", opts, providers=["CPUExecutionProvider"])
-                onnx_out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-                checks.append(agreement("onnxruntime check", onnx_out, ref, args.atol, args.rtol))
-        for ok, message in checks:
+        result = export(model, args.out, formats=formats, img_size=size, atol=args.atol, rtol=args.rtol,
+                        opset=args.opset, onnx_optimizer=args.onnx_optimizer)
+    except ExportCheckError as e:
+        for ok, message in e.checks:
             print(message if ok else f"error: {message}: the export disagrees with the eager model",
                   file=sys.stdout if ok else sys.stderr)
-        if not all(ok for ok, _ in checks):
-            print(f"error: nothing written to {args.out} (a previous export there is kept)", file=sys.stderr)
-            return EXIT_MISMATCH
-        written = []
-        for name in sorted(os.listdir(tmp)):
-            os.replace(os.path.join(tmp, name), os.path.join(args.out, name))
-            written.append(os.path.join(args.out, name))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"error: nothing written to {args.out} (a previous export there is kept)", file=sys.stderr)
+        return EXIT_MISMATCH
+    written = result["files"]
     print(f"saved {', '.join(written)} ({info.name}, {num_classes} classes, input 3x{size}x{size})")
     return 0
 

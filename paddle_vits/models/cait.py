@@ -34,7 +34,7 @@ from ..hub import Weights, hf_source, http_source, register_weights
 from ..layers import DropPath, Mlp, PatchEmbed, attend, head_dim, init_weights_vit, trunc_normal_
 from ..registry import register_model
 from ..utils import to_2tuple
-from .contract import check_input, create_classifier
+from .contract import check_input, check_output_fmt, create_classifier, feature_take_indices, to_output_fmt
 
 __all__ = ["CaiT", "ClassAttention", "TalkingHeadAttention", "checkpoint_filter_fn"]
 
@@ -243,6 +243,8 @@ class CaiT(nn.Layer):
         ])
         self.norm = _layer_norm(embed_dim)
         self.head = create_classifier(embed_dim, num_classes, init=False)
+        self.feature_info = [dict(num_chs=embed_dim, reduction=self.patch_embed.patch_size[0], module=f"blocks.{i}",
+                                  index=i) for i in range(len(self.blocks))]
 
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
@@ -300,6 +302,53 @@ class CaiT(nn.Layer):
         for block in self.blocks_token_only:
             cls = block(x, cls)
         return self.norm(paddle.concat([cls, x], axis=1))  # [B, 1 + N, D]
+
+    def forward_intermediates(self, x, indices=None, norm=False, output_fmt="NCHW", intermediates_only=False):
+        """Patch tokens after chosen self-attention blocks, as maps (stride = patch size, 16).
+
+        Args:
+            x: Images ``[B, C, img_size, img_size]``.
+            indices: Blocks to return: None (all), an int n (the last n) or indices.
+            norm: Pass each output through the final ``norm`` (timm's ViT/CaiT rule).
+            output_fmt: ``"NCHW"`` maps ``[B, D, H/16, W/16]`` or ``"NLC"`` tokens ``[B, N, D]``.
+            intermediates_only: Return only the list (and stop after the last block asked for).
+
+        Returns:
+            list of tensors, or ``(forward_features(x), list)``.
+        """
+        check_output_fmt(output_fmt)
+        take, last = feature_take_indices(len(self.feature_info), indices)
+        check_input(self, x, self._size_problem)
+        x = self.patch_embed(x)  # [B, C, H, W] -> [B, N, D]
+        x = self.pos_drop(x + self.pos_embed)
+        outs = []
+        for i, block in enumerate(self.blocks):
+            if intermediates_only and i > last:
+                break
+            x = block(x)
+            if i in take:
+                outs.append(to_output_fmt(self.norm(x) if norm else x, self.patch_embed.grid_size, output_fmt))
+        if intermediates_only:
+            return outs
+        cls = self.cls_token.expand([x.shape[0], -1, -1])  # [1, 1, D] -> [B, 1, D]
+        for block in self.blocks_token_only:
+            cls = block(x, cls)
+        return self.norm(paddle.concat([cls, x], axis=1)), outs  # [B, 1 + N, D]
+
+    def prune_intermediate_layers(self, indices=None, prune_norm=False, prune_head=True):
+        """Drop the class-token stage and the blocks after ``indices``; returns ``(kept indices, dropped names)``."""
+        take, last = feature_take_indices(len(self.feature_info), indices)
+        dropped = [f"blocks.{i}" for i in range(last + 1, len(self.blocks))] + ["blocks_token_only", "cls_token"]
+        self.blocks = nn.LayerList(list(self.blocks)[: last + 1])
+        self.blocks_token_only = nn.LayerList()
+        del self.cls_token
+        if prune_norm:
+            self.norm = nn.Identity()
+            dropped.append("norm")
+        if prune_head:
+            self.reset_classifier(0)
+            dropped.append("head")
+        return take, dropped
 
     def forward_head(self, x, pre_logits=False):
         """Logits from the class token, or the class token itself with ``pre_logits``.

@@ -3,14 +3,17 @@
 * :func:`create_classifier`: the one way a classification head is built and
   initialised, at construction and in ``reset_classifier``;
 * :func:`check_input`: the one input check, with one message for a wrong rank,
-  wrong channel count or wrong size (the size rule is the family's).
+  wrong channel count or wrong size (the size rule is the family's);
+* :func:`feature_take_indices` and :func:`to_output_fmt`: the argument handling of every
+  family's ``forward_intermediates`` (timm's semantics, ``docs/model_contract.md``).
 """
 import paddle
 import paddle.nn as nn
 
 from ..layers import init_weights_vit
 
-__all__ = ["InputShapeError", "check_input", "create_classifier"]
+__all__ = ["InputShapeError", "check_input", "check_output_fmt", "create_classifier", "feature_take_indices",
+           "to_output_fmt"]
 
 
 class InputShapeError(ValueError):
@@ -70,3 +73,50 @@ def check_input(model, x, size_problem=None):
 
 def _known(dim):
     return dim is not None and dim >= 0
+
+
+def feature_take_indices(num, indices=None):
+    """Which of ``num`` blocks/stages ``forward_intermediates`` returns (timm's rule).
+
+    Args:
+        num: Blocks or stages the model has.
+        indices: ``None`` (all), an int ``n`` (the last ``n``), or a sequence of
+            indices (negative ones count from the end).
+
+    Returns:
+        ``(sorted list of indices in [0, num), largest index)``.
+    """
+    if indices is None:
+        indices = num
+    if isinstance(indices, bool):
+        raise ValueError(f"indices must be None, an int or a sequence of ints, got {indices!r}")
+    if isinstance(indices, int):
+        if not 0 < indices <= num:
+            raise ValueError(f"indices={indices} asks for the last {indices} of {num} blocks/stages; "
+                             f"use 1..{num}")
+        take = list(range(num - indices, num))
+    else:
+        take = []
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, int) or not -num <= i < num:
+                raise ValueError(f"index {i!r} is out of range for {num} blocks/stages (use 0..{num - 1} or "
+                                 f"negative indices from the end)")
+            take.append(i % num)
+        if not take:
+            raise ValueError("indices is empty; give at least one block/stage index")
+    take = sorted(set(take))
+    return take, take[-1]
+
+
+def to_output_fmt(x, hw, output_fmt):
+    """Tokens ``[B, H*W, C]`` -> ``[B, C, H, W]`` (``"NCHW"``) or unchanged (``"NLC"``)."""
+    if output_fmt == "NLC":
+        return x
+    H, W = hw
+    return x.transpose([0, 2, 1]).reshape([x.shape[0], x.shape[2], H, W])  # [B, HW, C] -> [B, C, H, W]
+
+
+def check_output_fmt(output_fmt):
+    """Raise ``ValueError`` unless ``output_fmt`` is ``"NCHW"`` or ``"NLC"``."""
+    if output_fmt not in ("NCHW", "NLC"):
+        raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")

@@ -45,7 +45,7 @@ from ..hub import Weights, baidu_source, drive_source, register_weights
 from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit
 from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..registry import register_model
-from .contract import check_input, create_classifier
+from .contract import check_input, check_output_fmt, create_classifier, feature_take_indices, to_output_fmt
 
 __all__ = ["CrossFormer", "checkpoint_filter_fn"]
 
@@ -317,7 +317,7 @@ class CrossFormerBlock(nn.Layer):
         y = self.norm1(x).reshape([B, H, W, C])  # [B, H*W, C] -> [B, H, W, C]
         mask = None
         if (Hp, Wp) != (H, W):
-            y = F.pad(y, [0, Hp - H, 0, Wp - W], data_format="NHWC")
+            y = F.pad(y, [0, Wp - W, 0, Hp - H], data_format="NHWC")  # [left, right, top, bottom]
             mask = paddle.to_tensor(_padding_mask(hw, (Hp, Wp), group_hw, lda))
         y = self.attn(group_tokens(y, group_hw, lda), group_hw, mask)  # [B*nG, N, C]
         y = ungroup_tokens(y, (Hp, Wp), group_hw, lda)[:, :H, :W]  # [B, Hp, Wp, C] -> [B, H, W, C]
@@ -421,6 +421,8 @@ class CrossFormer(nn.Layer):
         ])
         self.norm = nn.LayerNorm(self.num_features)
         self.head = create_classifier(self.num_features, num_classes, init=False)
+        self.feature_info = [dict(num_chs=int(embed_dim * 2 ** i), reduction=self.patch_stride * 2 ** i,
+                                  module=f"layers.{i}", index=i) for i in range(n)]
         self.apply(_init_weights)
 
     def _size_problem(self, H, W):
@@ -457,6 +459,57 @@ class CrossFormer(nn.Layer):
         for layer in self.layers:
             x, hw = layer(x, hw)
         return self.norm(x)
+
+    def forward_intermediates(self, x, indices=None, norm=False, output_fmt="NCHW", intermediates_only=False):
+        """Stage outputs (after the blocks, before the next cross-scale embedding), as in the official
+        detection/segmentation backbone (``crossformer_backbone.py``, which adds no norm to them).
+
+        Args:
+            x: Images ``[B, C, H, W]``, sides multiples of 32.
+            indices: Stages to return: None (all four), an int n (the last n) or indices.
+            norm: Apply the final ``norm`` to the last stage's output when it is returned.
+            output_fmt: ``"NCHW"`` maps ``[B, C_i, H/s_i, W/s_i]`` or ``"NLC"`` tokens.
+            intermediates_only: Return only the list (and stop after the last stage asked for).
+
+        Returns:
+            list of tensors, or ``(forward_features(x), list)``.
+        """
+        check_output_fmt(output_fmt)
+        num = len(self.feature_info)
+        take, last = feature_take_indices(num, indices)
+        check_input(self, x, self._size_problem)
+        x, hw = self.patch_embed(x)
+        x = self.pos_drop(x)
+        outs = []
+        for i, layer in enumerate(self.layers):
+            if intermediates_only and i > last:
+                break
+            for blk in layer.blocks:
+                x = blk(x, hw)
+            if i in take:
+                feat = self.norm(x) if norm and i == num - 1 else x
+                outs.append(to_output_fmt(feat, hw, output_fmt))
+            if layer.downsample is not None:
+                x, hw = layer.downsample(x, hw)
+        if intermediates_only:
+            return outs
+        return self.norm(x), outs
+
+    def prune_intermediate_layers(self, indices=None, prune_norm=False, prune_head=True):
+        """Drop what the stages ``indices`` do not need; returns ``(kept indices, dropped layer names)``."""
+        take, last = feature_take_indices(len(self.feature_info), indices)
+        dropped = [f"layers.{i}" for i in range(last + 1, len(self.layers))]
+        self.layers = nn.LayerList(list(self.layers)[: last + 1])
+        if self.layers[-1].downsample is not None:
+            self.layers[-1].downsample = None
+            dropped.append(f"layers.{last}.downsample")
+        if prune_norm or last < len(self.feature_info) - 1:
+            self.norm = nn.Identity()
+            dropped.append("norm")
+        if prune_head:
+            self.reset_classifier(0)
+            dropped.append("head")
+        return take, dropped
 
     def forward_head(self, x, pre_logits=False):
         x = x.mean(axis=1)  # [B, L, C] -> [B, C]

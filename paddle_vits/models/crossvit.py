@@ -38,7 +38,7 @@ from ..hub import Weights, hf_source, http_source, register_weights
 from ..layers import Attention, DropPath, Mlp, PatchEmbed, attend, head_dim, init_weights_vit, trunc_normal_
 from ..registry import register_model
 from ..utils import to_2tuple
-from .contract import check_input, create_classifier
+from .contract import check_input, check_output_fmt, create_classifier, feature_take_indices, to_output_fmt
 
 __all__ = ["CrossAttention", "CrossViT", "checkpoint_filter_fn"]
 
@@ -308,6 +308,8 @@ class CrossViT(nn.Layer):
 
         self.norm = nn.LayerList([_layer_norm(d) for d in embed_dim])
         self.head = self._make_heads(num_classes, init=False)
+        self.feature_info = [dict(num_chs=d, reduction=p, module=f"blocks.{i}", index=i, branch=j)
+                             for i in range(len(self.blocks)) for j, (d, p) in enumerate(zip(embed_dim, patch_size))]
 
         for p in list(self.pos_embed) + list(self.cls_token):
             trunc_normal_(p, std=0.02)
@@ -355,6 +357,56 @@ class CrossViT(nn.Layer):
         for block in self.blocks:
             xs = block(xs)
         return [norm(t) for t, norm in zip(xs, self.norm)]
+
+    def forward_intermediates(self, x, indices=None, norm=False, output_fmt="NCHW", intermediates_only=False):
+        """Patch tokens of both branches after chosen multi-scale blocks, as maps.
+
+        Branch ``j`` works at its own size (``branch_img_size[j]``, the input is resized to it), so its
+        maps are ``[B, C_j, S_j / p_j, S_j / p_j]`` whatever the input size: stride 12 and 16 at the
+        native sizes (240 and 224).
+
+        Args:
+            x: Images ``[B, C, H, W]`` of any size.
+            indices: Multi-scale blocks to return: None (all), an int n (the last n) or indices.
+            norm: Pass each output through its branch's final ``norm`` (timm's ViT rule).
+            output_fmt: ``"NCHW"`` maps or ``"NLC"`` tokens (class token removed).
+            intermediates_only: Return only the list (and stop after the last block asked for).
+
+        Returns:
+            a flat list, per block asked for, one tensor per branch (small-patch branch first), or
+            ``(forward_features(x), list)``.
+        """
+        check_output_fmt(output_fmt)
+        take, last = feature_take_indices(len(self.blocks), indices)
+        check_input(self, x)
+        xs = [self._embed(x, i) for i in range(self.num_branches)]
+        outs = []
+        for i, block in enumerate(self.blocks):
+            if intermediates_only and i > last:
+                break
+            xs = block(xs)
+            if i in take:
+                for j, t in enumerate(xs):
+                    t = self.norm[j](t) if norm else t
+                    outs.append(to_output_fmt(t[:, 1:], self.patch_embed[j].grid_size, output_fmt))
+        if intermediates_only:
+            return outs
+        return [norm_layer(t) for t, norm_layer in zip(xs, self.norm)], outs
+
+    def prune_intermediate_layers(self, indices=None, prune_norm=False, prune_head=True):
+        """Drop the blocks after ``indices`` and the heads; returns ``(kept indices, dropped names)``.
+
+        The class tokens stay: they take part in every multi-scale block's cross-attention."""
+        take, last = feature_take_indices(len(self.blocks), indices)
+        dropped = [f"blocks.{i}" for i in range(last + 1, len(self.blocks))]
+        self.blocks = nn.LayerList(list(self.blocks)[: last + 1])
+        if prune_norm:
+            self.norm = nn.LayerList([nn.Identity() for _ in range(self.num_branches)])
+            dropped.append("norm")
+        if prune_head:
+            self.reset_classifier(0)
+            dropped.append("head")
+        return take, dropped
 
     def forward_head(self, xs, pre_logits=False):
         """Logits (mean of the branch heads) or, with ``pre_logits``, the concatenated class tokens.

@@ -42,7 +42,7 @@ from ..layers import DropPath, Mlp, attend, head_dim, init_weights_vit, zeros_
 from ..layers.wavelets import DWT2D, IDWT2D, interleave_permutation
 from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..registry import register_model
-from .contract import check_input, create_classifier
+from .contract import check_input, check_output_fmt, create_classifier, feature_take_indices, to_output_fmt
 
 __all__ = ["WaveViT", "checkpoint_filter_fn"]
 
@@ -330,6 +330,8 @@ class WaveViT(nn.Layer):
             setattr(self, f"block{i + 1}", block)
             setattr(self, f"norm{i + 1}", nn.LayerNorm(embed_dims[i], epsilon=1e-6))
         self.post_network = nn.LayerList([ClassBlock(embed_dims[-1], num_heads[-1], mlp_ratios[-1])])
+        self.feature_info = [dict(num_chs=embed_dims[i], reduction=2 ** (i + 2), module=f"block{i + 1}", index=i)
+                             for i in range(self.num_stages)]
         self.head = create_classifier(self.num_features, num_classes, init=False)
         if token_label:
             self.aux_head = create_classifier(self.num_features, num_classes, init=False)
@@ -387,6 +389,61 @@ class WaveViT(nn.Layer):
         for blk in self.post_network:
             x = blk(x)
         return getattr(self, f"norm{self.num_stages}")(x)
+
+    def forward_intermediates(self, x, indices=None, norm=False, output_fmt="NCHW", intermediates_only=False):
+        """Stage outputs at strides 4/8/16/32.
+
+        Args:
+            x: Images ``[B, C, H, W]``, sides multiples of 32.
+            indices: Stages to return: None (all four), an int n (the last n) or indices.
+            norm: Pass each output through its stage's ``norm{i}`` (``epsilon=1e-6``), as the
+                official detection/segmentation backbone (YehLi/ImageNetModel
+                ``object_detection/wavevit.py``) does; otherwise the blocks' outputs.
+            output_fmt: ``"NCHW"`` maps ``[B, C_i, H/s_i, W/s_i]`` or ``"NLC"`` tokens.
+            intermediates_only: Return only the list (and stop after the last stage asked for).
+
+        Returns:
+            list of tensors, or ``(forward_features(x), list)``.
+        """
+        check_output_fmt(output_fmt)
+        take, last = feature_take_indices(len(self.feature_info), indices)
+        check_input(self, x, self._size_problem)
+        B = x.shape[0]
+        outs = []
+        for i in range(self.num_stages):
+            if intermediates_only and i > last:
+                break
+            x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
+            for blk in getattr(self, f"block{i + 1}"):
+                x = blk(x, H, W)
+            stage_norm = getattr(self, f"norm{i + 1}")
+            if i in take:
+                outs.append(to_output_fmt(stage_norm(x) if norm else x, (H, W), output_fmt))
+            if i != self.num_stages - 1:
+                x = stage_norm(x).reshape([B, H, W, -1]).transpose([0, 3, 1, 2])  # [B, N, C] -> [B, C, H, W]
+        if intermediates_only:
+            return outs
+        cls = x.mean(axis=1, keepdim=True)
+        x = paddle.concat([cls, x], axis=1)  # [B, 1 + N, C]
+        for blk in self.post_network:
+            x = blk(x)
+        return getattr(self, f"norm{self.num_stages}")(x), outs
+
+    def prune_intermediate_layers(self, indices=None, prune_norm=False, prune_head=True):
+        """Drop what the stages ``indices`` do not need (always the class-token ``post_network``);
+        returns ``(kept indices, dropped layer names)``."""
+        take, last = feature_take_indices(len(self.feature_info), indices)
+        dropped = ["post_network"]
+        self.post_network = nn.LayerList()
+        for i in range(last + 1, self.num_stages):
+            for name in (f"patch_embed{i + 1}", f"block{i + 1}", f"norm{i + 1}"):
+                setattr(self, name, nn.Identity())
+                dropped.append(name)
+        self.num_stages = last + 1
+        if prune_head:
+            self.reset_classifier(0)
+            dropped += ["head", "aux_head"] if self.token_label else ["head"]
+        return take, dropped
 
     def forward_head(self, x, pre_logits=False):
         """Class logits from :meth:`forward_features`' tokens; with the token-labeling head,
