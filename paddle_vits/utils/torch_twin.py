@@ -148,7 +148,7 @@ class TorchTwin:
             [sys.executable, os.path.abspath(__file__), json.dumps(spec)],  # the file alone: no Paddle there
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.info = self._read()
-        with np.load(spec["npz"], allow_pickle=False) as f:
+        with np.load(spec["npz"]) as f:  # allow_pickle is off by default
             self.logits = f["__logits__"]
             self.probe = f["__probe__"]
             self.state_dict = {k: f[k] for k in f.files if not k.startswith("__")}
