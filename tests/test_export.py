@@ -15,10 +15,11 @@ from paddle_vits.utils import compat
 
 pytestmark = pytest.mark.skipif(bool(compat.export_unsupported()), reason=str(compat.export_unsupported()))
 ONE_PER_FAMILY = ["cait_xxs_24", "crossvit_tiny_240", "wavevit_s", "crossformer_t"]
-# CrossFormer-B/L: onnxruntime disagrees with eager (max abs 2.18 / 0.96 in CI); open in issue 14.
+# CrossFormer-B/L: onnxruntime sometimes disagrees with eager (max abs 2.18 / 0.96 in one CI run, agrees in
+# others): not deterministic, open in issue 14.
 ONNX_DISAGREES = {"crossformer_b", "crossformer_l"}
 CASES = [pytest.param(n, marks=([] if n in ONE_PER_FAMILY else [pytest.mark.slow])
-                      + ([pytest.mark.xfail(reason="onnxruntime disagrees with eager (issue 14)", strict=True)]
+                      + ([pytest.mark.xfail(reason="onnxruntime sometimes disagrees with eager (issue 14)", strict=False)]
                          if n in ONNX_DISAGREES else []), id=n)
          for n in list_models()]
 
