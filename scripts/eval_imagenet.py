@@ -24,7 +24,7 @@ import os
 import sys
 
 from paddle_vits.utils.argtypes import float_range, int_at_least
-from paddle_vits.utils.cli import UserError, add_common_args, run
+from paddle_vits.utils.cli import UserError, add_common_args, add_runtime_args, add_weights_args, run
 
 
 def parse_args(argv=None):
@@ -39,9 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--val-list", default=None, help="file of 'relative/path label' lines, paths relative to --data")
     p.add_argument("--batch-size", type=int_at_least(1), default=64)
     p.add_argument("--workers", type=int_at_least(0), default=4, help="image-decoding processes (0: main process)")
-    p.add_argument("--threads", type=int_at_least(1), default=None,
-                   help="CPU threads for the model (default: all cores)")
-    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
+    add_runtime_args(p)
     p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
     p.add_argument("--num-classes", type=int_at_least(1), default=1000, help="classifier size of the weights")
     p.add_argument("--img-size", type=int_at_least(1), default=None, help="crop size (default: the model's)")
@@ -55,9 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int_at_least(1), default=None, help="evaluate only the first N images")
     p.add_argument("--output", default=None, help="write the result as JSON to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--unsafe-pickle", action="store_true",
-                   help="read --weights with plain pickle, which runs code stored in the file (trusted files only)")
-    p.add_argument("--allow-nonfinite", action="store_true", help="load weights holding NaN/inf on purpose")
+    add_weights_args(p)
     add_common_args(p)
     return p.parse_args(argv)
 

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from paddle_vits.utils.argtypes import int_at_least
-from paddle_vits.utils.cli import UserError, add_common_args, run
+from paddle_vits.utils.cli import UserError, add_common_args, add_runtime_args, add_weights_args, run
 
 _SIZE_FIX = ("a model trained at another input size needs --img-size, e.g. --img-size 32 for one trained on raw "
              "CIFAR images")
@@ -42,11 +42,8 @@ def parse_args(argv=None):
                    help="input size if the model was built with another one")
     p.add_argument("--labels", default=None, help="text file with one class name per line (UTF-8)")
     p.add_argument("--topk", type=int_at_least(1), default=5)
-    p.add_argument("--threads", type=int_at_least(1), default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--unsafe-pickle", action="store_true",
-                   help="read --weights with plain pickle, which runs code stored in the file (trusted files only)")
-    p.add_argument("--allow-nonfinite", action="store_true", help="load weights holding NaN/inf on purpose")
-    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
+    add_runtime_args(p)
+    add_weights_args(p)
     add_common_args(p)
     return p.parse_args(argv)
 

@@ -25,7 +25,7 @@ import os
 import sys
 
 from paddle_vits.utils.argtypes import float_range, int_at_least
-from paddle_vits.utils.cli import UserError, add_common_args, run
+from paddle_vits.utils.cli import UserError, add_common_args, add_runtime_args, add_weights_args, run
 
 EXIT_MISMATCH = 1
 
@@ -45,11 +45,8 @@ def parse_args(argv=None):
                    help="paddle2onnx's graph clean-up (polygraphy pip-installs its own dependencies on first use)")
     p.add_argument("--atol", type=float_range(0.0), default=1e-4, help="absolute tolerance of the export check")
     p.add_argument("--rtol", type=float_range(0.0), default=1e-4, help="relative tolerance of the export check")
-    p.add_argument("--threads", type=int_at_least(1), default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--unsafe-pickle", action="store_true",
-                   help="read --weights with plain pickle, which runs code stored in the file (trusted files only)")
-    p.add_argument("--allow-nonfinite", action="store_true", help="load weights holding NaN/inf on purpose")
-    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: gpu when Paddle has one")
+    add_runtime_args(p)
+    add_weights_args(p)
     add_common_args(p)
     return p.parse_args(argv)
 

@@ -12,7 +12,8 @@ import pytest
 
 from _cifar_synth import PALETTE, make_batch
 from paddle_vits.data import cifar
-from paddle_vits.data.cifar import CIFAR10, CifarError, find_or_download_cifar10, read_cifar10
+from paddle_vits.data.cifar import CifarError, find_or_download_cifar10, read_cifar10
+from paddle_vits.data.datasets import CIFAR10
 from paddle_vits.data.train_transforms import eval_transform, train_transform
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
@@ -211,5 +212,6 @@ def test_worker_processes_give_the_same_batches(cifar_tar):
 def test_from_archive(cifar_tar):
     ds = CIFAR10.from_archive(cifar_tar, split="test")
     assert len(ds) == 100 and ds.classes == cifar.CIFAR10_CLASSES
-    img, label = ds[0]
-    assert img.shape == (32, 32, 3) and img.dtype == np.uint8 and 0 <= label < 10
+    img, label = ds[0]  # no transform: the RGB PIL image
+    assert img.mode == "RGB" and 0 <= label < 10
+    np.testing.assert_array_equal(np.asarray(img), read_cifar10(cifar_tar)["test"][0][0])

@@ -74,7 +74,8 @@ def test_outputs_of_a_run(cifar_tar, tmp_path):
 
 
 def _eval_acc(model, cifar_tar):
-    from paddle_vits.data.cifar import CIFAR10, read_cifar10
+    from paddle_vits.data.cifar import read_cifar10
+    from paddle_vits.data.datasets import CIFAR10
     from paddle_vits.data.train_transforms import eval_transform
 
     x, y = read_cifar10(cifar_tar)["test"]

@@ -10,7 +10,6 @@ When the CIFAR-10 file is absent, Paddle's own downloader fetches it into
 where to put the file.
 """
 import os
-import random
 import socket
 import tarfile
 import zlib
@@ -67,6 +66,49 @@ def _read_batch(tar, member, path, label_key=b"labels", url=CIFAR10_OFFICIAL_URL
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels  # [N, 3072] -> [N, 3, 32, 32] -> [N, 32, 32, 3]
 
 
+def _open_members(path, url):
+    """``(tarfile, {basename: member})`` of the archive at ``path``; :class:`CifarError` when unreadable."""
+    path = os.fspath(path)
+    name = os.path.basename(url)
+    if not os.path.isfile(path):
+        raise CifarError(f"CIFAR archive not found: {path}", f"download {name} from {url}")
+    try:
+        tar = tarfile.open(path, "r:gz")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise CifarError(f"{path} is not a readable tar.gz ({type(e).__name__}: {e}). Delete it and download "
+                         f"{name} again from {url}") from e
+    try:
+        return tar, {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        tar.close()
+        raise CifarError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). Delete it and download "
+                         f"{name} again from {url}") from e
+
+
+def _read_names(tar, member, path, key, url):
+    """The class names stored under ``key`` in the pickled meta ``member``."""
+    if member.size > _MAX_MEMBER:
+        raise CifarError(f"{path}: {member.name} is {member.size} bytes; not {os.path.basename(url)}")
+    try:
+        with tar.extractfile(member) as f:
+            meta = safe_load_file(f, encoding="bytes", what="its pickle")
+        classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[key])
+        if not classes or len(classes) > 1000:
+            raise ValueError(f"{len(classes)} class names")
+    except (OSError, EOFError, zlib.error, UnsafePickleError, KeyError, TypeError, ValueError,
+            UnicodeDecodeError) as e:
+        raise CifarError(f"{path}: {os.path.basename(member.name)} is corrupt ({e}); download the archive again "
+                         f"from {url}") from e
+    return classes
+
+
+def _check_labels(path, splits, classes):
+    for name, (_, y) in splits.items():
+        if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+            raise CifarError(f"{path}: {name} labels outside 0..{len(classes) - 1}")
+    return {**splits, "classes": classes}
+
+
 def read_cifar10(path):
     """Read ``cifar-10-python.tar.gz``.
 
@@ -77,55 +119,20 @@ def read_cifar10(path):
     Raises:
         CifarError: the file is missing, not a tar.gz, truncated or lacks a batch.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CifarError(f"CIFAR-10 archive not found: {path}")
-    try:
-        tar = tarfile.open(path, "r:gz")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise CifarError(f"{path} is not a readable tar.gz ({type(e).__name__}: {e}). Delete it and download "
-                         f"cifar-10-python.tar.gz again from {CIFAR10_OFFICIAL_URL}") from e
+    url = CIFAR10_OFFICIAL_URL
+    tar, members = _open_members(path, url)
     with tar:
-        try:
-            members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise CifarError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). Delete it and download "
-                             f"cifar-10-python.tar.gz again from {CIFAR10_OFFICIAL_URL}") from e
         missing = [n for n in _TRAIN_BATCHES + ("test_batch",) if n not in members]
         if missing:
             raise CifarError(f"{path} lacks {', '.join(missing)}: not the python version of CIFAR-10 "
-                             f"(expected cifar-10-python.tar.gz from {CIFAR10_OFFICIAL_URL})")
+                             f"(expected cifar-10-python.tar.gz from {url})")
         parts = [_read_batch(tar, members[n], path) for n in _TRAIN_BATCHES]
         train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         test = _read_batch(tar, members["test_batch"], path)
         classes = CIFAR10_CLASSES
         if "batches.meta" in members:
-            if members["batches.meta"].size > _MAX_MEMBER:
-                raise CifarError(f"{path}: batches.meta is {members['batches.meta'].size} bytes; not CIFAR-10")
-            try:
-                with tar.extractfile(members["batches.meta"]) as f:
-                    meta = safe_load_file(f, encoding="bytes", what="its pickle")
-                classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"])
-                if not classes or len(classes) > 1000:
-                    raise ValueError(f"{len(classes)} class names")
-            except (OSError, EOFError, zlib.error, UnsafePickleError, KeyError, TypeError, ValueError,
-                    UnicodeDecodeError) as e:
-                raise CifarError(f"{path}: batches.meta is corrupt ({e}); download the archive again") from e
-    for name, (_, y) in (("train", train), ("test", test)):
-        if len(y) and (y.min() < 0 or y.max() >= len(classes)):
-            raise CifarError(f"{path}: {name} labels outside 0..{len(classes) - 1}")
-    return {"train": train, "test": test, "classes": classes}
-
-
-def _open_tar(path, url):
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CifarError(f"CIFAR archive not found: {path}")
-    try:
-        return tarfile.open(path, "r:gz")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise CifarError(f"{path} is not a readable tar.gz ({type(e).__name__}: {e}). Delete it and download "
-                         f"{os.path.basename(url)} again from {url}") from e
+            classes = _read_names(tar, members["batches.meta"], path, b"label_names", url)
+    return _check_labels(path, {"train": train, "test": test}, classes)
 
 
 def read_cifar100(path):
@@ -140,33 +147,16 @@ def read_cifar100(path):
             or holds malformed batches.
     """
     url = CIFAR100_OFFICIAL_URL
-    with _open_tar(path, url) as tar:
-        try:
-            members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise CifarError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). Delete it and download "
-                             f"cifar-100-python.tar.gz again from {url}") from e
+    tar, members = _open_members(path, url)
+    with tar:
         missing = [n for n in ("train", "test", "meta") if n not in members]
         if missing:
             raise CifarError(f"{path} lacks {', '.join(missing)}: not the python version of CIFAR-100 "
                              f"(expected cifar-100-python/{{train,test,meta}} as in {url})")
         train, test = (_read_batch(tar, members[n], path, b"fine_labels", url, _MAX_MEMBER_100)
                        for n in ("train", "test"))
-        if members["meta"].size > _MAX_MEMBER:
-            raise CifarError(f"{path}: meta is {members['meta'].size} bytes; not CIFAR-100")
-        try:
-            with tar.extractfile(members["meta"]) as f:
-                meta = safe_load_file(f, encoding="bytes", what="its pickle")
-            classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"fine_label_names"])
-            if not classes or len(classes) > 1000:
-                raise ValueError(f"{len(classes)} class names")
-        except (OSError, EOFError, zlib.error, UnsafePickleError, KeyError, TypeError, ValueError,
-                UnicodeDecodeError) as e:
-            raise CifarError(f"{path}: meta is corrupt ({e}); download the archive again from {url}") from e
-    for name, (_, y) in (("train", train), ("test", test)):
-        if len(y) and (y.min() < 0 or y.max() >= len(classes)):
-            raise CifarError(f"{path}: {name} fine labels outside 0..{len(classes) - 1}")
-    return {"train": train, "test": test, "classes": classes}
+        classes = _read_names(tar, members["meta"], path, b"fine_label_names", url)
+    return _check_labels(path, {"train": train, "test": test}, classes)
 
 
 def _online(host="dataset.bj.bcebos.com", port=443, timeout=5.0):
@@ -204,65 +194,3 @@ def find_or_download_cifar10(path=None, download=True):
                          f"it. {where}")
     ds = paddle.vision.datasets.Cifar10(mode="test", download=True)
     return ds.data_file
-
-
-def _sample_seed(seed, epoch, index):
-    return (int(seed) * 1_000_003 + int(epoch) * 100_003 + int(index)) % (2 ** 32)
-
-
-class CIFAR10(paddle.io.Dataset):
-    """CIFAR-10 split held in memory; augmentation randomness is a function of (seed, epoch, index).
-
-    Each sample seeds Python's and numpy's RNGs from ``(seed, epoch, index)``
-    before its transform runs (restoring them afterwards), so augmentation does
-    not depend on worker count or process and a resumed run sees exactly the
-    images an uninterrupted one would. Call :meth:`set_epoch` each epoch.
-
-    Args:
-        images: uint8 ``[N, 32, 32, 3]``.
-        labels: int ``[N]``.
-        transform: Callable on a PIL image returning a numpy array (see
-            :mod:`paddle_vits.data.train_transforms`); ``None`` returns HWC uint8.
-        seed: Base seed of the augmentation.
-        classes: Class names.
-    """
-
-    def __init__(self, images, labels, transform=None, seed=0, classes=CIFAR10_CLASSES):
-        self.images = images
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.transform = transform
-        self.seed = seed
-        self.epoch = 0
-        self.classes = tuple(classes)
-
-    @classmethod
-    def from_archive(cls, path, split="train", transform=None, seed=0):
-        """The ``"train"`` or ``"test"`` split of ``cifar-10-python.tar.gz`` at ``path``."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        data = read_cifar10(path)
-        images, labels = data[split]
-        return cls(images, labels, transform, seed, data["classes"])
-
-    def set_epoch(self, epoch):
-        """Draw the augmentation of epoch ``epoch`` from now on."""
-        self.epoch = int(epoch)
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        img = self.images[index]
-        if self.transform is not None:
-            from PIL import Image
-
-            py_state, np_state = random.getstate(), np.random.get_state()
-            s = _sample_seed(self.seed, self.epoch, index)
-            random.seed(s)
-            np.random.seed(s)
-            try:
-                img = self.transform(Image.fromarray(img))
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
-        return img, self.labels[index]

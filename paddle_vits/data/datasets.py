@@ -19,11 +19,11 @@ import random
 import numpy as np
 
 from ..utils.cli import UserError
-from .cifar import read_cifar10, read_cifar100
+from .cifar import CIFAR10_CLASSES, read_cifar10, read_cifar100
 from .imagenet import ImageNetDataError, read_val_list, scan_image_folder
 from .transforms import open_image
 
-__all__ = ["DatasetError", "ImageDataset", "read_dataset", "dataset_kind"]
+__all__ = ["CIFAR10", "DatasetError", "ImageDataset", "read_dataset", "dataset_kind"]
 
 
 class DatasetError(UserError, ValueError):
@@ -193,3 +193,27 @@ class ImageDataset:
                 random.setstate(py_state)
                 np.random.set_state(np_state)
         return img, self.labels[index]
+
+
+class CIFAR10(ImageDataset):
+    """A CIFAR-10 split held in memory (:class:`ImageDataset` with CIFAR-10's class names).
+
+    Args:
+        images: uint8 ``[N, 32, 32, 3]``.
+        labels: int ``[N]``.
+        transform: Callable on an RGB PIL image returning a numpy array (see
+            :mod:`paddle_vits.data.train_transforms`); ``None`` returns the PIL image.
+        seed: Base seed of the augmentation.
+        classes: Class names.
+    """
+
+    def __init__(self, images, labels, transform=None, seed=0, classes=CIFAR10_CLASSES):
+        super().__init__(images, labels, transform, seed, classes)
+
+    @classmethod
+    def from_archive(cls, path, split="train", transform=None, seed=0):
+        """The ``"train"`` or ``"test"`` split of ``cifar-10-python.tar.gz`` at ``path``."""
+        if split not in ("train", "test"):
+            raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
+        data = read_cifar10(path)
+        return cls(*data[split], transform, seed, data["classes"])

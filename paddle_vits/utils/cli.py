@@ -70,6 +70,25 @@ def add_common_args(parser):
     return parser
 
 
+def add_runtime_args(parser, device_default=None):
+    """Add ``--threads`` (CPU threads) and ``--device`` (``cpu``/``gpu``) to a script's parser."""
+    from .argtypes import int_at_least
+
+    parser.add_argument("--threads", type=int_at_least(1), default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default=device_default,
+                        help="default: " + (device_default or "gpu when Paddle has one"))
+    return parser
+
+
+def add_weights_args(parser):
+    """Add ``--unsafe-pickle`` and ``--allow-nonfinite``, the two ways past the safe weights reader."""
+    parser.add_argument("--unsafe-pickle", action="store_true",
+                        help="read the weights with plain pickle, which runs code stored in the file "
+                             "(trusted files only)")
+    parser.add_argument("--allow-nonfinite", action="store_true", help="accept weights holding NaN/inf on purpose")
+    return parser
+
+
 def _debug(argv):
     return "--debug" in argv or os.environ.get("PADDLE_VITS_DEBUG", "") not in ("", "0")
 
