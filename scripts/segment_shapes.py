@@ -1,6 +1,6 @@
 """Train a backbone + FPN + segmentation head on generated shapes, then score it (loss, mIoU).
 
-    python scripts/segment_shapes.py                                   # crossformer_t, 64x64, ~1 min on 2 cores
+    python scripts/segment_shapes.py                                   # crossformer_t, 64x64, 40 steps of 8
     python scripts/segment_shapes.py --model crossformer_t --steps 200 --img-size 128 --batch-size 8
     python scripts/segment_shapes.py --weights pretrained              # start from the ImageNet release
     python scripts/segment_shapes.py --model wavevit_s --weights wavevit_s.pth.tar --out-indices 1 2 3
