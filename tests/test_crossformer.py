@@ -119,7 +119,7 @@ def test_export_mode_matches_eager_outputs_and_gradients():
         grads = [model.layers[0].blocks[0].attn.pos.pos1[0].weight.grad.numpy().copy(),
                  model.layers[0].blocks[0].norm1.weight.grad.numpy().copy()]
         results.append((out.numpy(), grads))
-    # plain-op LayerNorm: float32 rounding; the NCHW padding is exact
+    # plain-op LayerNorm: float32 rounding; the concatenated padding is exact
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
     for export_grad, eager_grad in zip(results[1][1], results[0][1]):
         np.testing.assert_allclose(export_grad, eager_grad, rtol=1e-4, atol=1e-6)

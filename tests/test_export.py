@@ -57,6 +57,10 @@ def test_every_family_exports_and_passes_the_check(name, size, tmp_path):
     loaded = paddle.jit.load(str(out / "model"))
     np.testing.assert_allclose(loaded(paddle.to_tensor(x)).numpy(), ref, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(paddle_predictor(str(out / "model"), threads=1)(x), ref, atol=1e-4, rtol=1e-4)
+    if info.name.startswith("crossformer"):
+        # paddle2onnx 2.1 fills an ONNX Pad's value from uninitialised memory: the export mode pads by concatenation
+        onnx = pytest.importorskip("onnx")
+        assert "Pad" not in {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
 
 
 class _Drifts(paddle.nn.Layer):

@@ -302,13 +302,20 @@ def _padding_mask(hw, padded_hw, group_hw, lda):
 def _pad_nhwc(x, bottom, right, export_mode=False):
     """Zero-pad a ``[B, H, W, C]`` map by ``bottom`` rows and ``right`` columns.
 
-    ``export_mode`` pads in NCHW between two transposes: Paddle Inference 3.3 runs an NHWC
-    ``pad`` as if it were NCHW (a wrong shape at run time). Same numbers either way.
+    ``export_mode`` concatenates zero blocks instead of a ``pad`` op (same numbers): Paddle
+    Inference 3.3 runs an NHWC ``pad`` as if it were NCHW (a wrong shape at run time), and
+    paddle2onnx 2.1 writes the ONNX ``Pad`` value of an NCHW ``pad`` from uninitialised memory
+    (a random constant in place of 0: the intermittent onnxruntime disagreement).
     """
     if not export_mode:
         return F.pad(x, [0, right, 0, bottom], data_format="NHWC")  # [left, right, top, bottom]
-    x = F.pad(x.transpose([0, 3, 1, 2]), [0, right, 0, bottom])  # [B, H, W, C] -> [B, C, Hp, Wp]
-    return x.transpose([0, 2, 3, 1])  # [B, C, Hp, Wp] -> [B, Hp, Wp, C]
+    _, H, W, C = x.shape
+    batch = paddle.shape(x)[0]
+    if right:
+        x = paddle.concat([x, paddle.zeros([batch, H, right, C], x.dtype)], axis=2)  # -> [B, H, Wp, C]
+    if bottom:
+        x = paddle.concat([x, paddle.zeros([batch, bottom, W + right, C], x.dtype)], axis=1)  # -> [B, Hp, Wp, C]
+    return x
 
 
 class CrossFormerBlock(nn.Layer):
@@ -470,7 +477,8 @@ class CrossFormer(nn.Layer):
     def set_export_mode(self, mode=True):
         """Formulations Paddle Inference 3.3 runs correctly (``mode=True``), for ``paddle.jit.save``:
         the position-bias LayerNorms in elementwise ops (:func:`_plain_layer_norm`) and the padding
-        in NCHW (:func:`_pad_nhwc`). Outputs agree to float32 rounding; training works in both modes."""
+        as concatenated zeros (:func:`_pad_nhwc`, which also keeps paddle2onnx's ``Pad`` bug out).
+        Outputs agree to float32 rounding; training works in both modes."""
         for layer in self.sublayers():
             if isinstance(layer, (DynamicPosBias, CrossFormerBlock)):
                 layer.export_mode = bool(mode)
