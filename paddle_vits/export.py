@@ -10,7 +10,9 @@
 
 The files go to a temporary folder inside ``out_dir`` and are moved into place only after the
 check passed: a failed or interrupted export leaves a previous export as it was. The check runs
-every exported program on a fixed input (seeded; two images) and raises :class:`ExportCheckError`
+every exported program on a fixed input (seeded; two images) through each way of serving it
+(``paddle.jit.load``, Paddle Inference as :mod:`paddle_vits.inference` configures it, onnxruntime)
+and raises :class:`ExportCheckError`
 unless ``|exported - eager| <= atol + rtol * |eager|`` everywhere (default 1e-4 each).
 """
 import json
@@ -110,8 +112,24 @@ def _run_onnx(path, x):
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
+def _check_paddle_inference(prefix, x, ref, atol, rtol, threads):
+    """``(ok, message)`` of the program under Paddle Inference, configured as the predictor that serves it
+    (:func:`paddle_vits.inference.paddle_predictor`: CPU, oneDNN, IR optimisation); a predictor that cannot
+    be built or run fails the check."""
+    from .inference import paddle_predictor  # here: inference imports this module
+
+    name = "Paddle Inference check"
+    try:
+        out = paddle_predictor(prefix, threads=threads)(x)
+    except UserError as e:
+        return False, f"{name}: {e}"
+    except RuntimeError as e:  # Paddle Inference's run-time errors carry the C++ message only
+        return False, f"{name}: the predictor fails at run time: {str(e).strip().splitlines()[-1]}"
+    return agreement(name, out, ref, atol, rtol)
+
+
 def export(model, out_dir, formats=FORMATS, img_size=None, dynamic_batch=True, check=True, atol=1e-4, rtol=1e-4,
-           opset=13, onnx_optimizer="onnxoptimizer", log=print):
+           opset=13, onnx_optimizer="onnxoptimizer", threads=None, log=print):
     """Export ``model`` (a classifier, any family) to ``out_dir`` and check it.
 
     Args:
@@ -122,10 +140,13 @@ def export(model, out_dir, formats=FORMATS, img_size=None, dynamic_batch=True, c
         img_size: Input side (default: the model's ``img_size``).
         dynamic_batch: A ``None`` batch dimension in the program (else fixed at the check batch, 2).
         check: Run the exported program(s) on :func:`check_input_batch` and compare with the eager
-            model; the ONNX check needs onnxruntime (skipped with a log line without it).
+            model: the program reloaded with ``paddle.jit.load``, the program under Paddle Inference
+            (configured as :class:`paddle_vits.inference.Predictor` serves it: CPU, oneDNN, IR
+            optimisation) and the ONNX file under onnxruntime (skipped with a log line without it).
         atol, rtol: Tolerance of the check: ``|exported - eager| <= atol + rtol * |eager|``.
         opset: ONNX opset.
         onnx_optimizer: paddle2onnx's graph clean-up (``"onnxoptimizer"``, ``"polygraphy"``, ``"none"``).
+        threads: CPU threads of the Paddle Inference check (default: all cores).
         log: Where the check lines go (``print``; ``None`` for silence).
 
     Returns:
@@ -169,6 +190,7 @@ def export(model, out_dir, formats=FORMATS, img_size=None, dynamic_batch=True, c
                 ref = model(x).numpy().astype(np.float64)
                 out = paddle.jit.load(prefix)(x).numpy()
             checks.append(agreement("jit.load check", out, ref, atol, rtol))
+            checks.append(_check_paddle_inference(prefix, x_np, ref, atol, rtol, threads))
         if "onnx" in formats:
             _export_onnx(prefix, opset, onnx_optimizer)
             if check:

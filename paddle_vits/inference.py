@@ -13,7 +13,7 @@ from .data.transforms import EvalTransform, open_image
 from .export import load_preprocess
 from .utils.cli import UserError
 
-__all__ = ["BACKENDS", "Predictor", "softmax", "topk"]
+__all__ = ["BACKENDS", "Predictor", "paddle_predictor", "softmax", "topk"]
 
 BACKENDS = ("paddle-inference", "onnxruntime")
 
@@ -31,6 +31,66 @@ def topk(logits, k):
     probs = softmax(logits)
     idx = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     return idx, np.take_along_axis(probs, idx, axis=1)
+
+
+def paddle_predictor(prefix, device="cpu", threads=None, mkldnn=True, trt_fp16=False):
+    """A Paddle Inference predictor for the program ``prefix`` (``prefix.json``/``.pdmodel`` +
+    ``prefix.pdiparams``), as ``float32 [B, C, H, W] -> [B, num_classes]`` function.
+
+    The one place the predictor is configured (:class:`Predictor`, ``scripts/predict.py`` and the
+    export check of :func:`paddle_vits.export.export` use it): IR optimisation on (the default),
+    CPU with oneDNN (``mkldnn``) and ``threads`` math threads, or GPU, with TensorRT FP16 where the
+    build has it.
+
+    Raises:
+        UserError: no program at ``prefix``, an impossible device setting, or Paddle Inference
+            cannot build the predictor.
+    """
+    import paddle
+    import paddle.inference as pi
+
+    from .utils import compat
+
+    program = compat.program_file(prefix)
+    if not os.path.exists(program) or not os.path.exists(prefix + ".pdiparams"):
+        raise UserError(f"{os.path.dirname(prefix)!r} has no Paddle program (model.json/.pdmodel + model.pdiparams)",
+                        "export it with scripts/export_model.py")
+    config = pi.Config(program, prefix + ".pdiparams")
+    config.disable_glog_info()
+    if device == "gpu":
+        if not paddle.is_compiled_with_cuda():
+            raise UserError("--device gpu needs the GPU build of Paddle", "pip install paddlepaddle-gpu, or "
+                            "use --device cpu")
+        config.enable_use_gpu(256, 0)
+        if trt_fp16:
+            if not paddle.is_compiled_with_tensorrt():
+                raise UserError("TensorRT FP16 needs a Paddle build with TensorRT", "drop --trt-fp16")
+            config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=64, min_subgraph_size=3,
+                                          precision_mode=pi.PrecisionType.Half, use_static=False,
+                                          use_calib_mode=False)
+    else:
+        if trt_fp16:
+            raise UserError("TensorRT FP16 runs on the GPU only", "add --device gpu, or drop --trt-fp16")
+        config.disable_gpu()
+        if mkldnn:
+            config.enable_mkldnn()
+        config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
+    try:
+        predictor = pi.create_predictor(config)
+    except RuntimeError as e:
+        last = " ".join(line.strip() for line in str(e).strip().splitlines()[-3:])
+        raise UserError(f"Paddle Inference cannot build a predictor for {os.path.dirname(prefix)!r}: {last}",
+                        "use --backend onnxruntime (the export's ONNX file)") from None
+    inp = predictor.get_input_handle(predictor.get_input_names()[0])
+    out = predictor.get_output_handle(predictor.get_output_names()[0])
+
+    def run(x):
+        inp.reshape(list(x.shape))
+        inp.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        predictor.run()
+        return out.copy_to_cpu()
+
+    return run
 
 
 class Predictor:
@@ -66,54 +126,7 @@ class Predictor:
             self._run = self._paddle(device, threads, mkldnn, trt_fp16)
 
     def _paddle(self, device, threads, mkldnn, trt_fp16):
-        import paddle
-        import paddle.inference as pi
-
-        from .utils import compat
-
-        prefix = os.path.join(self.model_dir, "model")
-        program = compat.program_file(prefix)
-        if not os.path.exists(program) or not os.path.exists(prefix + ".pdiparams"):
-            raise UserError(f"{self.model_dir!r} has no Paddle program (model.json/.pdmodel + model.pdiparams)",
-                            "export it with scripts/export_model.py")
-        config = pi.Config(program, prefix + ".pdiparams")
-        config.disable_glog_info()
-        if device == "gpu":
-            if not paddle.is_compiled_with_cuda():
-                raise UserError("--device gpu needs the GPU build of Paddle", "pip install paddlepaddle-gpu, or "
-                                "use --device cpu")
-            config.enable_use_gpu(256, 0)
-            if trt_fp16:
-                if not paddle.is_compiled_with_tensorrt():
-                    raise UserError("TensorRT FP16 needs a Paddle build with TensorRT", "drop --trt-fp16")
-                config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=64, min_subgraph_size=3,
-                                              precision_mode=pi.PrecisionType.Half, use_static=False,
-                                              use_calib_mode=False)
-        else:
-            if trt_fp16:
-                raise UserError("TensorRT FP16 runs on the GPU only", "add --device gpu, or drop --trt-fp16")
-            config.disable_gpu()
-            if mkldnn:
-                config.enable_mkldnn()
-            config.set_cpu_math_library_num_threads(threads)
-        try:
-            predictor = pi.create_predictor(config)
-        except RuntimeError as e:
-            # Known: CrossFormer's dynamic position bias (an MLP on constant coordinates) fails in Paddle
-            # Inference 3.3's constant folding ("Tensor holds no memory"); paddle.jit.load and ONNX run it.
-            last = str(e).strip().splitlines()[-3:]
-            raise UserError(f"Paddle Inference cannot build a predictor for {self.model_dir!r}: {' '.join(last)}",
-                            "use --backend onnxruntime (the export's ONNX file)") from None
-        inp = predictor.get_input_handle(predictor.get_input_names()[0])
-        out = predictor.get_output_handle(predictor.get_output_names()[0])
-
-        def run(x):
-            inp.reshape(list(x.shape))
-            inp.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
-            predictor.run()
-            return out.copy_to_cpu()
-
-        return run
+        return paddle_predictor(os.path.join(self.model_dir, "model"), device, threads, mkldnn, trt_fp16)
 
     def _onnx(self, device, threads):
         path = os.path.join(self.model_dir, "model.onnx")

@@ -12,12 +12,15 @@ model). The work is :func:`paddle_vits.export.export`. Models with PyLayers
 (``model.set_export_mode(True)``), which gives identical numbers.
 
 The export is checked before it is kept: the program reloaded with
-``paddle.jit.load`` (and the ONNX model under onnxruntime, when installed) must
-reproduce the eager model's logits on a fixed random batch within
+``paddle.jit.load``, the program under Paddle Inference (configured as
+``scripts/predict.py`` runs it: CPU, oneDNN, IR optimisation, ``--threads``) and the
+ONNX model under onnxruntime (when installed) must reproduce the eager model's
+logits on a fixed random batch within
 ``|exported - eager| <= --atol + --rtol * |eager|`` (default 1e-4 each). The files
 are written to a temporary folder inside ``OUT`` and moved into place only after
 that check: a failed or interrupted export leaves a previous export in ``OUT`` as it
-was, and a disagreement exits 1. Expected failures print ``error: <what> (<fix>)``
+was, and a disagreement exits 1 with one ``error:`` line naming the failed checks
+and their differences. Expected failures print ``error: <what> (<fix>)``
 and exit 2.
 """
 import argparse
@@ -99,12 +102,12 @@ def main(argv=None):
     formats = ("paddle", "onnx") if args.onnx else ("paddle",)
     try:
         result = export(model, args.out, formats=formats, img_size=size, atol=args.atol, rtol=args.rtol,
-                        opset=args.opset, onnx_optimizer=args.onnx_optimizer)
+                        opset=args.opset, onnx_optimizer=args.onnx_optimizer, threads=args.threads)
     except ExportCheckError as e:
         for ok, message in e.checks:
-            print(message if ok else f"error: {message}: the export disagrees with the eager model",
-                  file=sys.stdout if ok else sys.stderr)
-        print(f"error: nothing written to {args.out} (a previous export there is kept)", file=sys.stderr)
+            if ok:
+                print(message)
+        print(f"error: {e}", file=sys.stderr)  # the failed checks, and that nothing was written
         return EXIT_MISMATCH
     written = result["files"]
     print(f"saved {', '.join(written)} ({info.name}, {num_classes} classes, input 3x{size}x{size})")

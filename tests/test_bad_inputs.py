@@ -832,6 +832,9 @@ def test_export_script_fails_when_the_export_disagrees(tmp_path):
                            "--out", str(out), "--threads", "1"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "disagrees with the eager model" in proc.stderr and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "jit.load check" in errors[0] and "Paddle Inference check" in errors[0]
+    assert "nothing written" in errors[0]
     assert sorted(os.listdir(out)) == ["model.json"] and (out / "model.json").read_text() == "previous export"
 
 

@@ -103,6 +103,28 @@ def test_fused_and_explicit_attention_agree_with_padding_mask():
     np.testing.assert_allclose(explicit, fused, rtol=1e-4, atol=1e-5)
 
 
+def test_export_mode_matches_eager_outputs_and_gradients():
+    paddle.seed(0)
+    model = create_model("crossformer_t", img_size=64, num_classes=10)  # stage 1 padded: both export paths
+    model.eval()
+    x = paddle.randn([2, 3, 64, 64])
+    results = []
+    for export in (False, True):
+        model.set_export_mode(export)
+        flags = [m.export_mode for m in model.sublayers() if hasattr(m, "export_mode")]
+        assert len(flags) == 2 * 16 and all(f == export for f in flags)  # 16 blocks x (block, position bias)
+        model.clear_gradients()
+        out = model(x)
+        out.sum().backward()
+        grads = [model.layers[0].blocks[0].attn.pos.pos1[0].weight.grad.numpy().copy(),
+                 model.layers[0].blocks[0].norm1.weight.grad.numpy().copy()]
+        results.append((out.numpy(), grads))
+    # plain-op LayerNorm: float32 rounding; the concatenated padding is exact
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
+    for export_grad, eager_grad in zip(results[1][1], results[0][1]):
+        np.testing.assert_allclose(export_grad, eager_grad, rtol=1e-4, atol=1e-6)
+
+
 def test_position_bias_gets_gradients_with_fused_attention_on():
     model = create_model("crossformer_t", img_size=32, num_classes=10)
     assert all(layer.fused_attn for layer in model.sublayers() if isinstance(layer, GroupAttention))

@@ -143,6 +143,20 @@ def _relative_tables(gh, gw):
     return coords, index.astype(np.int64)
 
 
+def _plain_layer_norm(norm, x):
+    """``norm(x)`` (an ``nn.LayerNorm`` over the last axis) in elementwise ops, for export.
+
+    The position-bias MLP runs on constant coordinates, so Paddle Inference 3.3 constant-folds it,
+    and folding a ``layer_norm`` op fails ("Tensor holds no memory": the inference kernel leaves its
+    mean/variance outputs unallocated and the pass copies them). These ops fold fine and agree
+    with ``layer_norm`` to float32 rounding.
+    """
+    mean = x.mean(axis=-1, keepdim=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=-1, keepdim=True)
+    return centred * paddle.rsqrt(var + norm._epsilon) * norm.weight + norm.bias
+
+
 class DynamicPosBias(nn.Layer):
     """Dynamic position bias: MLP ``2 -> dim/4 -> dim/4 -> dim/4 -> num_heads`` over (dh, dw).
 
@@ -159,10 +173,15 @@ class DynamicPosBias(nn.Layer):
         self.pos1 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
         self.pos2 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
         self.pos3 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, num_heads))
+        self.export_mode = False
 
     def forward(self, coords):
         """``[M, 2]`` relative coordinates -> ``[M, num_heads]`` biases."""
-        return self.pos3(self.pos2(self.pos1(self.pos_proj(coords))))
+        x = self.pos_proj(coords)
+        for block in (self.pos1, self.pos2, self.pos3):
+            norm, act, fc = block
+            x = fc(act(_plain_layer_norm(norm, x) if self.export_mode else norm(x)))
+        return x
 
     def bias(self, group_hw):
         """Bias ``[num_heads, N, N]`` for a group of ``group_hw`` tokens (N = gh * gw)."""
@@ -280,6 +299,25 @@ def _padding_mask(hw, padded_hw, group_hw, lda):
     return np.broadcast_to(keys[:, None, :] * _NEG_INF, keys.shape[:1] + keys.shape[1:] * 2).copy()
 
 
+def _pad_nhwc(x, bottom, right, export_mode=False):
+    """Zero-pad a ``[B, H, W, C]`` map by ``bottom`` rows and ``right`` columns.
+
+    ``export_mode`` concatenates zero blocks instead of a ``pad`` op (same numbers): Paddle
+    Inference 3.3 runs an NHWC ``pad`` as if it were NCHW (a wrong shape at run time), and
+    paddle2onnx 2.1 writes the ONNX ``Pad`` value of an NCHW ``pad`` from uninitialised memory
+    (a random constant in place of 0: the intermittent onnxruntime disagreement).
+    """
+    if not export_mode:
+        return F.pad(x, [0, right, 0, bottom], data_format="NHWC")  # [left, right, top, bottom]
+    _, H, W, C = x.shape
+    batch = paddle.shape(x)[0]
+    if right:
+        x = paddle.concat([x, paddle.zeros([batch, H, right, C], x.dtype)], axis=2)  # -> [B, H, Wp, C]
+    if bottom:
+        x = paddle.concat([x, paddle.zeros([batch, bottom, W + right, C], x.dtype)], axis=1)  # -> [B, Hp, Wp, C]
+    return x
+
+
 class CrossFormerBlock(nn.Layer):
     """CrossFormer block: ``x + attn(norm1(x))`` over SDA or LDA groups, then ``x + mlp(norm2(x))``.
 
@@ -309,6 +347,7 @@ class CrossFormerBlock(nn.Layer):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.export_mode = False
 
     def forward(self, x, hw):
         B, L, C = x.shape
@@ -317,7 +356,7 @@ class CrossFormerBlock(nn.Layer):
         y = self.norm1(x).reshape([B, H, W, C])  # [B, H*W, C] -> [B, H, W, C]
         mask = None
         if (Hp, Wp) != (H, W):
-            y = F.pad(y, [0, Wp - W, 0, Hp - H], data_format="NHWC")  # [left, right, top, bottom]
+            y = _pad_nhwc(y, Hp - H, Wp - W, self.export_mode)
             mask = paddle.to_tensor(_padding_mask(hw, (Hp, Wp), group_hw, lda))
         y = self.attn(group_tokens(y, group_hw, lda), group_hw, mask)  # [B*nG, N, C]
         y = ungroup_tokens(y, (Hp, Wp), group_hw, lda)[:, :H, :W]  # [B, Hp, Wp, C] -> [B, H, W, C]
@@ -434,6 +473,16 @@ class CrossFormer(nn.Layer):
                     f"embedding, then 2x merges that need even maps); got {H}x{W}. Resize or pad to e.g. "
                     f"{up[0]}x{up[1]} (224, 32 and 64 work)")
         return None
+
+    def set_export_mode(self, mode=True):
+        """Formulations Paddle Inference 3.3 runs correctly (``mode=True``), for ``paddle.jit.save``:
+        the position-bias LayerNorms in elementwise ops (:func:`_plain_layer_norm`) and the padding
+        as concatenated zeros (:func:`_pad_nhwc`, which also keeps paddle2onnx's ``Pad`` bug out).
+        Outputs agree to float32 rounding; training works in both modes."""
+        for layer in self.sublayers():
+            if isinstance(layer, (DynamicPosBias, CrossFormerBlock)):
+                layer.export_mode = bool(mode)
+        return self
 
     def no_weight_decay(self):
         """No parameter is exempt in the official recipe (it has no absolute position embedding)."""
