@@ -98,7 +98,7 @@ class TalkingHeadAttention(nn.Layer):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape([B, N, 3, self.num_heads, self.head_dim])  # [B, N, 3C] -> [B, N, 3, H, D]
         q, k, v = qkv.transpose([2, 0, 3, 1, 4]).unbind(0)  # [B, N, 3, H, D] -> 3 x [B, H, N, D]
-        attn = paddle.matmul(q * self.scale, k, transpose_y=True)  # [B, H, N, N]
+        attn = (q * self.scale) @ k.transpose([0, 1, 3, 2])  # [B, H, N, N]
         attn = mix_heads(attn, self.proj_l.weight, self.proj_l.bias)
         attn = F.softmax(attn, axis=-1)
         attn = mix_heads(attn, self.proj_w.weight, self.proj_w.bias)
