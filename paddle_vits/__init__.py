@@ -13,13 +13,15 @@ import zlib  # noqa: F401  (before paddle: see paddle_vits.utils.compat, "zlib")
 # Paddle 3.3 warns about a missing ccache (a C++-extension build cache) on every import.
 warnings.filterwarnings("ignore", message="No ccache found")
 
-from .utils.cpu import use_fast_mkl_path
+from .utils.cpu import copy_views_eagerly, keep_freed_memory, use_fast_mkl_path
 
 use_fast_mkl_path()  # before the first matrix product: MKL's AVX2 kernels on AMD CPUs (paddle_vits.utils.cpu)
+keep_freed_memory()  # malloc reuses freed tensors instead of faulting fresh pages in per op (same module)
 
 from .utils.compat import check_paddle_version  # noqa: E402
 
 check_paddle_version()  # before anything else: a clear message instead of a failure deep in a model
+copy_views_eagerly()  # no strided views on CPU builds: their copies are slow there (same module)
 
 from . import models  # noqa: E402,F401  (registers the variants)
 from .factory import create_model  # noqa: E402

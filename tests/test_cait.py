@@ -54,6 +54,16 @@ def _small_fixture():
 # ---------------------------------------------------------------- architecture
 
 
+def test_mix_heads_is_the_linear_layer_over_the_head_axis():
+    from paddle_vits.models.cait import mix_heads
+
+    paddle.seed(0)
+    proj = paddle.nn.Linear(4, 4)
+    attn = paddle.randn([2, 4, 5, 6])
+    ref = proj(attn.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])  # [B, N, M, H] -> [B, H, N, M]
+    np.testing.assert_allclose(mix_heads(attn, proj.weight, proj.bias).numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_layer_scale_init_values_follow_the_release():
     def gammas(model):
         blocks = list(model.blocks) + list(model.blocks_token_only)

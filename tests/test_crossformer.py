@@ -89,6 +89,25 @@ def test_dynamic_position_bias_shape_and_translation_invariance():
     assert not np.allclose(bias[:, 6, 0], bias[:, 0, 6])
 
 
+def test_position_bias_cache_is_reused_only_while_the_parameters_are_unchanged():
+    pos = GroupAttention(64, 4).pos
+    pos.eval()
+    with paddle.no_grad():
+        first = pos.bias((7, 7))
+        assert pos.bias((7, 7)) is first  # eval, no gradient: the cached table
+        assert pos.bias((7, 5)).shape == [4, 35, 35]  # another group size: its own entry
+        pos.set_state_dict({k: v * 2.0 + 0.1 for k, v in pos.state_dict().items()})  # new weights after a forward
+        loaded = pos.bias((7, 7))
+        np.testing.assert_array_equal(loaded.numpy(), pos._bias((7, 7)).numpy())
+        assert not np.allclose(loaded.numpy(), first.numpy())
+        pos.pos3[2].bias.scale_(3.0)  # an in-place edit
+        np.testing.assert_array_equal(pos.bias((7, 7)).numpy(), pos._bias((7, 7)).numpy())
+    assert not pos.bias((7, 7)).stop_gradient  # gradients on: computed, differentiable
+    pos.train()
+    with paddle.no_grad():
+        assert pos.bias((7, 7)) is not pos.bias((7, 7))  # training mode never caches
+
+
 def test_fused_and_explicit_attention_agree_with_padding_mask():
     paddle.seed(0)
     model = create_model("crossformer_t", img_size=64, num_classes=10)  # stage 1: 16x16 padded to 21x21

@@ -7,7 +7,7 @@ import paddle
 import pytest
 
 from paddle_vits import create_model
-from paddle_vits.utils.cpu import cpu_vendor, use_fast_mkl_path
+from paddle_vits.utils.cpu import copy_views_eagerly, cpu_vendor, keep_freed_memory, use_fast_mkl_path
 
 
 def test_fast_mkl_path_only_on_amd_and_never_over_an_explicit_value():
@@ -17,6 +17,38 @@ def test_fast_mkl_path_only_on_amd_and_never_over_an_explicit_value():
     assert use_fast_mkl_path(env, vendor="GenuineIntel") is None and env == {}
     env = {"MKL_DEBUG_CPU_TYPE": "0"}
     assert use_fast_mkl_path(env, vendor="AuthenticAMD") == "0"
+
+
+class _FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return 1
+
+
+def test_keep_freed_memory_sets_malloc_unless_the_user_chose():
+    libc = _FakeLibc()
+    assert keep_freed_memory({}, libc=libc) and libc.calls == [(-4, 0), (-1, 1 << 30)]  # M_MMAP_MAX, M_TRIM_THRESHOLD
+    for env in ({"PADDLE_VITS_MALLOC": "system"}, {"MALLOC_MMAP_MAX_": "65536"}, {"GLIBC_TUNABLES": "x"}):
+        libc = _FakeLibc()
+        assert not keep_freed_memory(env, libc=libc) and libc.calls == []
+
+
+def test_copy_views_eagerly_leaves_an_explicit_flag_alone():
+    try:
+        before = paddle.get_flags(["FLAGS_use_stride_kernel"])
+    except ValueError:
+        pytest.skip("this Paddle has no stride kernels")
+    assert not copy_views_eagerly({"FLAGS_use_stride_kernel": "1"})
+    assert paddle.get_flags(["FLAGS_use_stride_kernel"]) == before
+    if not paddle.is_compiled_with_cuda() and "FLAGS_use_stride_kernel" not in os.environ:
+        assert before == {"FLAGS_use_stride_kernel": False}  # set by import paddle_vits on this CPU build
+        x = paddle.arange(6.0).reshape([2, 3])
+        view = x.transpose([1, 0])
+        x[0, 0] = 5.0
+        assert float(view[0, 0]) == 0.0  # a dense copy, not a view of x
 
 
 def test_cpu_vendor_reads_cpuinfo(tmp_path):

@@ -47,11 +47,24 @@ def _layer_scale(layer, dim, init_values):
     return layer.create_parameter([dim], default_initializer=nn.initializer.Constant(init_values))
 
 
+def mix_heads(attn, weight, bias):
+    """``nn.Linear(H, H)`` (``weight`` ``[H, H]``, ``bias`` ``[H]``) applied across the heads of ``[B, H, N, M]`` maps.
+
+    The same sums as the linear layer over a heads-last ``[B, N, M, H]`` view,
+    written as one ``weight^T @ [B, H, N*M]`` product so that neither side needs
+    a transposed copy of the maps (``docs/performance.md``, "Op work").
+    """
+    b, h, n, m = attn.shape
+    mixed = paddle.matmul(weight, attn.reshape([b, h, n * m]), transpose_x=True)  # [B, H, N, M] -> [B, H, N*M]
+    return (mixed + bias.unsqueeze(-1)).reshape([b, h, n, m])  # [B, H, N*M] -> [B, H, N, M]
+
+
 class TalkingHeadAttention(nn.Layer):
     """Talking-heads self-attention (Shazeer et al., 2020), CaiT's self-attention stage.
 
     Attention logits are mixed across heads by ``proj_l`` before the softmax
-    and the probabilities by ``proj_w`` after it. No kernel expresses that, so
+    and the probabilities by ``proj_w`` after it (their weights, through
+    :func:`mix_heads`). No kernel expresses that, so
     the maths is written out here; it keeps the kernel's contract
     (:mod:`paddle_vits.layers.attention`): the final probabilities pass
     through ``attn_drop`` (the explanation hook). There is no fused path, hence
@@ -86,9 +99,9 @@ class TalkingHeadAttention(nn.Layer):
         qkv = self.qkv(x).reshape([B, N, 3, self.num_heads, self.head_dim])  # [B, N, 3C] -> [B, N, 3, H, D]
         q, k, v = qkv.transpose([2, 0, 3, 1, 4]).unbind(0)  # [B, N, 3, H, D] -> 3 x [B, H, N, D]
         attn = (q * self.scale) @ k.transpose([0, 1, 3, 2])  # [B, H, N, N]
-        attn = self.proj_l(attn.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])  # mix heads: [B, N, N, H] <-> [B, H, N, N]
+        attn = mix_heads(attn, self.proj_l.weight, self.proj_l.bias)
         attn = F.softmax(attn, axis=-1)
-        attn = self.proj_w(attn.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])  # mix heads: [B, N, N, H] <-> [B, H, N, N]
+        attn = mix_heads(attn, self.proj_w.weight, self.proj_w.bias)
         attn = self.attn_drop(attn)
         x = (attn @ v).transpose([0, 2, 1, 3]).reshape([B, N, C])  # [B, H, N, D] -> [B, N, H, D] -> [B, N, C]
         return self.proj_drop(self.proj(x))

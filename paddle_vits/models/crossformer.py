@@ -174,6 +174,7 @@ class DynamicPosBias(nn.Layer):
         self.pos2 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
         self.pos3 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, num_heads))
         self.export_mode = False
+        self._bias_cache = {}  # group_hw -> (parameter values, bias); see bias()
 
     def forward(self, coords):
         """``[M, 2]`` relative coordinates -> ``[M, num_heads]`` biases."""
@@ -184,7 +185,27 @@ class DynamicPosBias(nn.Layer):
         return x
 
     def bias(self, group_hw):
-        """Bias ``[num_heads, N, N]`` for a group of ``group_hw`` tokens (N = gh * gw)."""
+        """Bias ``[num_heads, N, N]`` for a group of ``group_hw`` tokens (N = gh * gw).
+
+        CPU inference (eval mode, no gradient, eager) reuses the bias computed for
+        the same parameter values: the cache keeps a copy of every parameter and
+        is used only while they are all equal to it, so loading weights, an
+        optimiser step or any in-place edit recomputes it
+        (``docs/performance.md``, "Op work": comparing is 5-10x cheaper than the MLP).
+        """
+        if self.training or paddle.is_grad_enabled() or not paddle.in_dynamic_mode() \
+                or not self.pos_proj.weight.place.is_cpu_place():
+            return self._bias(group_hw)
+        values = [p.numpy() for p in self.parameters()]
+        cached = self._bias_cache.get(group_hw)
+        if cached is not None and all(np.array_equal(a, b) for a, b in zip(values, cached[0])):
+            return cached[1]
+        bias = self._bias(group_hw)
+        self._bias_cache[group_hw] = ([np.array(v, copy=True) for v in values], bias)
+        return bias
+
+    def _bias(self, group_hw):
+        """:meth:`bias`, computed."""
         coords, index = _relative_tables(*group_hw)
         table = self(paddle.to_tensor(coords))  # [(2gh-1)(2gw-1), heads]
         n = index.shape[0]
