@@ -21,6 +21,12 @@ rounds (see :mod:`paddle_vits.utils.torch_twin`)::
     python scripts/benchmark.py --model wavevit_s --batch-size 16 --threads 2 --compare-torch \
         --torch-code /tmp/official
 
+Under CPU contention, set ``OMP_WAIT_POLICY=PASSIVE`` for both sides: with
+the default (spinning) wait, torch's OpenMP threads spin at every barrier
+while a preempted sibling is off the CPU; measured on 2 busy cores, CaiT-XXS
+b1 took 3.2-3.7 CPU s per image at 2 threads against 0.22-0.27 at 1 thread or
+with the passive wait, so the ratio measures the spinning, not the kernels.
+
 ``--profile`` prints the top operators of ``--steps`` inference passes by CPU
 time (``paddle.profiler``), and with ``--compare-torch`` torch.profiler's
 table of the twin's (self CPU time), instead of the timing rounds.
@@ -285,7 +291,8 @@ def compare_torch(args, paddle, model, info, size, threads):
         with paddle.no_grad():
             diff = float(np.abs(model(paddle.to_tensor(twin.probe)).numpy() - twin.logits).max())
         print(f"twin       torch {twin.info['torch']} ({twin.info['source']}), {twin.info['threads']} threads; "
-              f"same weights: max |logit diff| {diff:.2e} (max |logit| {float(np.abs(twin.logits).max()):.2f})")
+              f"same weights: max |logit diff| {diff:.2e} (max |logit| {float(np.abs(twin.logits).max()):.2f}); "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (both)")
         x = paddle.randn([bs, 3, size, size], dtype="float32")
         if args.profile:
             print_profile(args, model, x, paddle, twin)
