@@ -189,8 +189,8 @@ def main(argv=None):
 
     with Contention([os.getpid()]) as c:
         t = _timed(infer, args.steps, args.warmup, sync)
-    print(f"inference  {bs / t:.1f} images/s ({t * 1000:.1f} ms/batch; {c.cores[os.getpid()]:.2f} cores busy, "
-          f"other processes {c.other_cpu_s / c.wall:.2f} CPUs)")
+    print(f"inference  {bs / t:.1f} images/s ({t * 1000:.1f} ms/batch; {c.threads[os.getpid()]} threads ran, "
+          f"{c.cores[os.getpid()]:.2f} cores busy, other processes {c.other_cpu_s / c.wall:.2f} CPUs)")
 
     if not args.no_train:
         model.train()
@@ -315,7 +315,7 @@ def compare_torch(args, paddle, model, info, size, threads):
             if mode == "train":  # the peak RSS of the training rounds alone, not of loading and converting
                 rss_pd, (reset_pt, rss_pt) = peak_rss_mib(), twin.reset_peak()
                 reset_pd = reset_peak_rss()
-            ratios, pd_ips, pt_ips, other, cores_pd, cores_pt = [], [], [], [], [], []
+            ratios, pd_ips, pt_ips, other, cores_pd, cores_pt, threads_pd, threads_pt = ([] for _ in range(8))
             for _ in range(args.rounds):
                 time.sleep(0.3)  # let the other runtime's OpenMP threads stop spinning
                 with Contention([me, child]) as c1:
@@ -329,13 +329,16 @@ def compare_torch(args, paddle, model, info, size, threads):
                 other.append((c1.other_cpu_s + c2.other_cpu_s) / (c1.wall + c2.wall))
                 cores_pd.append(c1.cores[me])
                 cores_pt.append(c2.cores[child])
+                threads_pd.append(c1.threads[me])
+                threads_pt.append(c2.threads[child])
             med = statistics.median
             print(f"{'inference' if mode == 'infer' else 'training':10s} paddle {med(pd_ips):.2f} img/s "
                   f"[{min(pd_ips):.2f}-{max(pd_ips):.2f}], torch {med(pt_ips):.2f} img/s "
                   f"[{min(pt_ips):.2f}-{max(pt_ips):.2f}], ratio {med(ratios):.2f} "
                   f"[{min(ratios):.2f}-{max(ratios):.2f}] over {args.rounds} rounds; "
                   f"other processes used {med(other):.2f} CPUs [{min(other):.2f}-{max(other):.2f}] meanwhile; "
-                  f"busy cores paddle {med(cores_pd):.2f}, torch {med(cores_pt):.2f} (asked {threads})")
+                  f"busy cores paddle {med(cores_pd):.2f}, torch {med(cores_pt):.2f}; threads that ran paddle "
+                  f"{max(threads_pd)}, torch {max(threads_pt)} (asked {threads})")
             if mode == "train":
                 how = "since a reset before training" if reset_pd and reset_pt else "process lifetime"
                 print(f"peak mem   training batch {bs}: paddle {peak_rss_mib():.0f} MiB, torch {twin.peak_mib:.0f} MiB "

@@ -145,11 +145,29 @@ def _proc_cpu_s(pid):
         return 0.0
 
 
+def _thread_cpu_s(pid):
+    """``{thread id: CPU seconds}`` of every thread of process ``pid`` (empty where unreadable)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[tid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 class Contention:
     """CPU seconds other processes used during a timed window (machine busy time minus ours and the twin's).
 
-    ``cores[pid]`` is the CPU time each of ``pids`` used divided by the wall time: the threads a
-    timed process actually kept busy (what ``--threads`` asked for, if nothing else competes).
+    ``cores[pid]`` is the CPU time each of ``pids`` used divided by the wall time, and
+    ``threads[pid]`` the number of its threads that ran for at least a tenth of the window: the
+    threads a timed process actually used (what ``--threads`` asked for, if the runtime obeyed).
     """
 
     def __init__(self, pids):
@@ -158,6 +176,7 @@ class Contention:
     def __enter__(self):
         self.busy0, self.hz = _cpu_jiffies()
         self.own0 = {p: _proc_cpu_s(p) for p in self.pids}
+        self.threads0 = {p: _thread_cpu_s(p) for p in self.pids}
         self.t0 = time.perf_counter()
         return self
 
@@ -167,6 +186,10 @@ class Contention:
         self.wall = time.perf_counter() - self.t0
         self.other_cpu_s = max(0.0, (busy1 - self.busy0) / self.hz - sum(own.values()))
         self.cores = {p: s / self.wall if self.wall > 0 else 0.0 for p, s in own.items()}
+        self.threads = {}
+        for p in self.pids:
+            after, before = _thread_cpu_s(p), self.threads0[p]
+            self.threads[p] = sum(1 for t, s in after.items() if s - before.get(t, 0.0) >= 0.1 * self.wall)
         return False
 
 
