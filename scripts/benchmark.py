@@ -267,8 +267,7 @@ def compare_torch(args, paddle, model, info, size, threads):
     import numpy as np
 
     from paddle_vits.convert import convert_state_dict
-    from paddle_vits.utils.torch_twin import (Contention, TorchTwin, peak_rss_mib, reset_peak_rss, twin_available,
-                                              twin_source)
+    from paddle_vits.utils.torch_twin import TorchTwin, peak_rss_mib, reset_peak_rss, twin_available, twin_source
 
     if args.device == "gpu" or args.amp:
         raise UserError("--compare-torch times CPU fp32 only", "drop --device gpu / --amp")
