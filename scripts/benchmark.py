@@ -9,21 +9,37 @@ is timed after ``--warmup`` untimed steps. Peak memory is the GPU allocator's
 peak (``paddle.device.cuda.max_memory_allocated``) or, on CPU, the process's
 peak resident set size. It prints figures and asserts nothing.
 
-``--compare-torch`` times the PyTorch twin (timm's CaiT/CrossViT; torch and
+``--compare-torch`` times the PyTorch twin (timm's CaiT/CrossViT, or the
+official Wave-ViT/CrossFormer code in the folder ``--torch-code``; torch and
 timm installed) with the same weights, taking turns with Paddle for
 ``--rounds`` rounds, and prints both, the ratio (Paddle images/s over
-PyTorch's, median and range) and the CPU time other processes used while
-timing (see :mod:`paddle_vits.utils.torch_twin`)::
+PyTorch's, median and range), the CPU time other processes used while timing,
+the cores each side kept busy, and each side's peak RSS during the training
+rounds (see :mod:`paddle_vits.utils.torch_twin`)::
 
     python scripts/benchmark.py --model cait_xxs_24 --batch-size 16 --threads 2 --compare-torch
+    python scripts/benchmark.py --model wavevit_s --batch-size 16 --threads 2 --compare-torch \
+        --torch-code /tmp/official
+
+Under CPU contention, set ``OMP_WAIT_POLICY=PASSIVE`` for both sides: with
+the default (spinning) wait, torch's OpenMP threads spin at every barrier
+while a preempted sibling is off the CPU; measured on 2 busy cores, CaiT-XXS
+b1 took 3.2-3.7 CPU s per image at 2 threads against 0.22-0.27 at 1 thread or
+with the passive wait, so the ratio measures the spinning, not the kernels.
+
+``--profile`` prints the top operators of ``--steps`` inference passes by CPU
+time (``paddle.profiler``), and with ``--compare-torch`` torch.profiler's
+table of the twin's (self CPU time), instead of the timing rounds.
 """
 import argparse
 import functools
+import os
 import sys
 import time
 
 from paddle_vits.utils.argtypes import int_at_least
 from paddle_vits.utils.cli import UserError, add_common_args, run
+from paddle_vits.utils.torch_twin import Contention
 
 
 def parse_args(argv=None):
@@ -39,7 +55,13 @@ def parse_args(argv=None):
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     p.add_argument("--compare-torch", action="store_true",
                    help="time the PyTorch twin too (needs torch + timm), interleaved, same weights")
+    p.add_argument("--torch-code", default=None, metavar="DIR",
+                   help="with --compare-torch: folder of the official PyTorch code (Wave-ViT: wavevit.py + "
+                        "torch_wavelets.py; CrossFormer: models/crossformer.py)")
     p.add_argument("--rounds", type=int_at_least(1), default=3, help="interleaved rounds with --compare-torch")
+    p.add_argument("--profile", action="store_true",
+                   help="profile inference instead of timing: top operators by CPU time (and the twin's)")
+    p.add_argument("--profile-rows", type=int_at_least(1), default=15, help="operators shown by --profile")
     p.add_argument("--backend", nargs="+", choices=BACKENDS, default=["eager"],
                    help="with paddle-inference/onnxruntime: export the model (checked) to a temporary folder and "
                         "time each backend on the same input, images/s and latency percentiles side by side")
@@ -133,7 +155,6 @@ def main(argv=None):
     from paddle_vits.utils.flops import count_macs
 
     threads = set_num_threads(args.threads)
-    threads = paddle.base.core.get_num_threads() if hasattr(paddle.base.core, "get_num_threads") else threads
     gpu = select_device(args.device) == "gpu"
     try:
         info = get_model_info(args.model)
@@ -157,14 +178,19 @@ def main(argv=None):
     if args.backend != ["eager"]:
         return compare_backends(model, size, args, threads, gpu)
     x = paddle.randn([bs, 3, size, size], dtype="float32")
+    if args.profile:
+        print_profile(args, model, x, paddle)
+        return 0
     model.eval()
 
     def infer():
         with paddle.no_grad(), paddle.amp.auto_cast(enable=args.amp):
             model(x)
 
-    t = _timed(infer, args.steps, args.warmup, sync)
-    print(f"inference  {bs / t:.1f} images/s ({t * 1000:.1f} ms/batch)")
+    with Contention([os.getpid()]) as c:
+        t = _timed(infer, args.steps, args.warmup, sync)
+    print(f"inference  {bs / t:.1f} images/s ({t * 1000:.1f} ms/batch; {c.threads[os.getpid()]} threads ran, "
+          f"{c.cores[os.getpid()]:.2f} cores busy, other processes {c.other_cpu_s / c.wall:.2f} CPUs)")
 
     if not args.no_train:
         model.train()
@@ -190,33 +216,86 @@ def main(argv=None):
     return 0
 
 
+def profile_ops(fn, steps, warmup, rows):
+    """Top ``rows`` Paddle operators of ``steps`` calls of ``fn`` by CPU time (``paddle.profiler``).
+
+    Returns ``(rows, total_ms)``: ``rows`` = ``[(op name, calls, CPU ms per call of fn)]``, sorted,
+    and ``total_ms`` the CPU time of all operators per call (an operator's time includes the
+    operators it runs inside it; the profiler's own cost is in it too).
+    """
+    from paddle import profiler
+    from paddle.profiler.profiler_statistic import StatisticData
+
+    for _ in range(warmup):
+        fn()
+    prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], on_trace_ready=lambda _: None)
+    prof.start()
+    for _ in range(steps):
+        fn()
+        prof.step()
+    prof.stop()
+    result = prof.profiler_result
+    items = StatisticData(result.get_data(), result.get_extra_info()).event_summary.items.values()
+    items = sorted(items, key=lambda it: it.cpu_time, reverse=True)
+    per_call_ms = 1e-6 / steps  # the profiler counts nanoseconds
+    table = [(it.name.replace(" dygraph", ""), it.call // steps, it.cpu_time * per_call_ms) for it in items[:rows]]
+    return table, sum(it.cpu_time for it in items) * per_call_ms
+
+
+def print_profile(args, model, x, paddle, twin=None):
+    """``--profile``: the operator table of Paddle inference (and the twin's torch.profiler table)."""
+    def infer():
+        with paddle.no_grad():
+            model(x)
+
+    model.eval()
+    table, total = profile_ops(infer, args.steps, args.warmup, args.profile_rows)
+    print(f"paddle.profiler, inference batch {args.batch_size}, per forward pass ({args.steps} profiled): "
+          f"all operators {total:.1f} ms CPU")
+    print(f"  {'op':32s} {'calls':>6s} {'CPU ms':>9s} {'share':>6s}")
+    for name, calls, ms in table:
+        print(f"  {name:32s} {calls:6d} {ms:9.2f} {100 * ms / total:5.1f}%")
+    if twin is not None:
+        print(f"torch.profiler, the twin, inference batch {args.batch_size}, {args.steps} passes (totals over them):")
+        print(twin.profile(args.steps, args.warmup, rows=args.profile_rows))
+
+
 def compare_torch(args, paddle, model, info, size, threads):
     """Paddle and its PyTorch twin, same weights, timed in turns; prints both and the ratio."""
-    import os
     import statistics
 
     import numpy as np
 
     from paddle_vits.convert import convert_state_dict
-    from paddle_vits.utils.torch_twin import Contention, TorchTwin, twin_available
+    from paddle_vits.utils.torch_twin import TorchTwin, peak_rss_mib, reset_peak_rss, twin_available, twin_source
 
     if args.device == "gpu" or args.amp:
         raise UserError("--compare-torch times CPU fp32 only", "drop --device gpu / --amp")
-    if not twin_available(info.name):
-        raise UserError(f"no PyTorch twin for {info.name} (or torch/timm are not installed)",
-                        "install torch and timm; twins exist for CaiT and CrossViT")
+    if args.torch_code is not None and not os.path.isdir(args.torch_code):
+        raise UserError(f"--torch-code {args.torch_code}: no such folder", "give the official code's folder")
+    if not twin_available(info.name, args.torch_code):
+        found = twin_source(info.name, args.torch_code)
+        raise UserError(f"no PyTorch twin for {info.name}" + (" (torch/timm are not installed)" if found else ""),
+                        "install torch and timm; twins: CaiT and CrossViT (timm), Wave-ViT and CrossFormer "
+                        "(--torch-code DIR with the official wavevit.py + torch_wavelets.py or models/crossformer.py)")
     bs = args.batch_size
     kwargs = {} if size == info.img_size else dict(img_size=size)
-    twin = TorchTwin(info.name, model.num_classes, size, bs, threads, kwargs)
+    twin = TorchTwin(info.name, model.num_classes, size, bs, threads, kwargs, torch_code=args.torch_code)
     try:
         sd, _ = convert_state_dict(twin.state_dict, model)
         model.set_state_dict(sd)
+        del sd
+        twin.state_dict = None  # only the logits and the probe are needed from here on
         model.eval()
         with paddle.no_grad():
             diff = float(np.abs(model(paddle.to_tensor(twin.probe)).numpy() - twin.logits).max())
-        print(f"twin       torch {twin.info['torch']} + timm {twin.info['timm']}, {twin.info['threads']} threads; "
-              f"same weights: max |logit diff| {diff:.2e}")
+        print(f"twin       torch {twin.info['torch']} ({twin.info['source']}), {twin.info['threads']} threads; "
+              f"same weights: max |logit diff| {diff:.2e} (max |logit| {float(np.abs(twin.logits).max()):.2f}); "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (both)")
         x = paddle.randn([bs, 3, size, size], dtype="float32")
+        if args.profile:
+            print_profile(args, model, x, paddle, twin)
+            return 0
         y = paddle.randint(0, model.num_classes, [bs])
         opt = paddle.optimizer.AdamW(learning_rate=1e-4, parameters=model.parameters())
 
@@ -229,28 +308,40 @@ def compare_torch(args, paddle, model, info, size, threads):
             opt.step()
             opt.clear_grad()
 
-        pids = [os.getpid(), twin.proc.pid]
+        me, child = os.getpid(), twin.proc.pid
         for mode, fn in (("infer", infer), ("train", train_step))[: 1 if args.no_train else 2]:
             model.train() if mode == "train" else model.eval()
-            ratios, pd_ips, pt_ips, other = [], [], [], []
+            if mode == "train":  # the peak RSS of the training rounds alone, not of loading and converting
+                rss_pd, (reset_pt, rss_pt) = peak_rss_mib(), twin.reset_peak()
+                reset_pd = reset_peak_rss()
+            ratios, pd_ips, pt_ips, other, cores_pd, cores_pt, threads_pd, threads_pt = ([] for _ in range(8))
             for _ in range(args.rounds):
                 time.sleep(0.3)  # let the other runtime's OpenMP threads stop spinning
-                with Contention(pids) as c1:
+                with Contention([me, child]) as c1:
                     t_pd = _timed(fn, args.steps, args.warmup, lambda: None)
                 time.sleep(0.3)
-                with Contention(pids) as c2:
+                with Contention([me, child]) as c2:
                     t_pt = twin.time(mode, args.steps, args.warmup)
                 pd_ips.append(bs / t_pd)
                 pt_ips.append(bs / t_pt)
                 ratios.append(pd_ips[-1] / pt_ips[-1])
                 other.append((c1.other_cpu_s + c2.other_cpu_s) / (c1.wall + c2.wall))
+                cores_pd.append(c1.cores[me])
+                cores_pt.append(c2.cores[child])
+                threads_pd.append(c1.threads[me])
+                threads_pt.append(c2.threads[child])
             med = statistics.median
-            print(f"{'inference' if mode == 'infer' else 'training':10s} paddle {med(pd_ips):.2f} img/s, "
-                  f"torch {med(pt_ips):.2f} img/s, ratio {med(ratios):.2f} "
+            print(f"{'inference' if mode == 'infer' else 'training':10s} paddle {med(pd_ips):.2f} img/s "
+                  f"[{min(pd_ips):.2f}-{max(pd_ips):.2f}], torch {med(pt_ips):.2f} img/s "
+                  f"[{min(pt_ips):.2f}-{max(pt_ips):.2f}], ratio {med(ratios):.2f} "
                   f"[{min(ratios):.2f}-{max(ratios):.2f}] over {args.rounds} rounds; "
-                  f"other processes used {med(other):.2f} CPUs meanwhile")
-        print(f"peak mem   paddle {_peak_rss_mib():.0f} MiB, torch {twin.peak_mib:.0f} MiB (process peak RSS; "
-              f"each process builds one model)")
+                  f"other processes used {med(other):.2f} CPUs [{min(other):.2f}-{max(other):.2f}] meanwhile; "
+                  f"busy cores paddle {med(cores_pd):.2f}, torch {med(cores_pt):.2f}; threads that ran paddle "
+                  f"{max(threads_pd)}, torch {max(threads_pt)} (asked {threads})")
+            if mode == "train":
+                how = "since a reset before training" if reset_pd and reset_pt else "process lifetime"
+                print(f"peak mem   training batch {bs}: paddle {peak_rss_mib():.0f} MiB, torch {twin.peak_mib:.0f} MiB "
+                      f"(peak RSS {how}; RSS before training: paddle {rss_pd:.0f}, torch {rss_pt:.0f} MiB)")
     finally:
         twin.close()
     return 0

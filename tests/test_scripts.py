@@ -151,6 +151,19 @@ def test_benchmark_cli_prints_figures(tmp_path):
     assert proc.returncode == 2 and "Unknown model" in proc.stderr
 
 
+def test_benchmark_profile_prints_the_top_operators(tmp_path):
+    proc = _run(tmp_path, "benchmark.py", "--model", TINY, "--batch-size", 2, "--steps", 2, "--warmup", 1,
+                "--threads", 1, "--device", "cpu", "--profile", "--profile-rows", 3)
+    assert proc.returncode == 0, proc.stderr
+    head, table = proc.stdout.split("paddle.profiler", 1)[1].split("\n", 1)
+    total = float(head.split("all operators ")[1].split(" ms")[0])
+    rows = [r.split() for r in table.splitlines()[1:] if r.strip()]
+    assert len(rows) == 3  # --profile-rows
+    ms = [float(r[2]) for r in rows]
+    assert ms == sorted(ms, reverse=True) and 0 < sum(ms) <= total + 1e-6
+    assert all(int(r[1]) >= 1 for r in rows)  # calls per forward pass
+
+
 def test_export_model_cli_writes_a_program_that_reproduces_the_weights(tmp_path, checkpoints):
     """export_model.py: the class count is read from the checkpoint, and the saved program gives its logits."""
     if compat.export_unsupported():

@@ -68,6 +68,11 @@ def test_import_sets_the_fast_path_on_this_machine():
 TINY = {
     "cait_xxs_24": dict(img_size=32, embed_dim=48, depth=2, num_heads=4),
     "crossvit_9_dagger_224": dict(img_size=120),
+    # The official-code twins (PADDLE_VITS_OFFICIAL_CODE: a folder holding wavevit.py + torch_wavelets.py
+    # and/or models/crossformer.py, see torch_twin.find_official_code); the parity fixtures' tiny configs.
+    "wavevit_s": dict(img_size=64, stem_hidden_dim=8, embed_dims=[16, 32, 48, 64], num_heads=[2, 2, 4, 4],
+                      mlp_ratios=[2, 2, 2, 2], depths=[1, 2, 1, 1], sr_ratios=[2, 1, 1, 1]),
+    "crossformer_t": dict(img_size=32, group_size=[4, 4, 4, 4]),
 }
 
 
@@ -76,11 +81,14 @@ def test_compare_torch_runs_on_tiny_configs_and_prints_ratios(name):
     pytest.importorskip("torch")
     pytest.importorskip("timm")
     from paddle_vits.convert import convert_state_dict
-    from paddle_vits.utils.torch_twin import Contention, TorchTwin
+    from paddle_vits.utils.torch_twin import Contention, TorchTwin, twin_source
 
+    code = os.environ.get("PADDLE_VITS_OFFICIAL_CODE")
+    if twin_source(name, code) is None:
+        pytest.skip(f"no official code for {name}: set PADDLE_VITS_OFFICIAL_CODE to its folder")
     kwargs = TINY[name]
     model = create_model(name, num_classes=10, **kwargs)
-    twin = TorchTwin(name, 10, kwargs["img_size"], 2, 1, kwargs)
+    twin = TorchTwin(name, 10, kwargs["img_size"], 2, 1, kwargs, torch_code=code)
     try:
         sd, _ = convert_state_dict(twin.state_dict, model)
         model.set_state_dict(sd)
@@ -95,8 +103,10 @@ def test_compare_torch_runs_on_tiny_configs_and_prints_ratios(name):
                 model(x)
             t_pd = (time.perf_counter() - start) / 3
         t_pt = twin.time("infer", 3, 1)
+        reset, rss = twin.reset_peak()
         t_pt_train = twin.time("train", 2, 1)
-        assert t_pd > 0 and t_pt > 0 and t_pt_train > 0 and c.other_cpu_s >= 0
+        assert t_pd > 0 and t_pt > 0 and t_pt_train > 0 and c.other_cpu_s >= 0 and c.cores[os.getpid()] > 0
+        assert rss > 0 and twin.peak_mib >= (rss if reset else 0)  # the training peak, measured in the child
         print(f"{name} tiny: paddle/torch inference ratio {t_pt / t_pd:.2f} (other CPU {c.other_cpu_s:.2f} s)")
     finally:
         twin.close()
