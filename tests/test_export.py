@@ -48,6 +48,8 @@ def test_every_family_exports_and_passes_the_check(name, size, tmp_path):
     assert prep["model"] == info.name and prep["num_classes"] == 10 and prep["input_size"] == [3, size, size]
     assert prep["mean"] == list(info.mean) and prep["interpolation"] == info.interpolation
     assert prep["resize"] == int(size / info.crop_pct)
+    if info.name not in ONE_PER_FAMILY and info.name != "crossformer_b":
+        return  # the sweep: export() checked all three backends; the batch-of-3 re-run is per family (CI time)
     # the dynamic batch: a batch of 3 (the check used 2) through the three ways of running the export
     x = check_input_batch(size, batch=3, seed=1)
     with paddle.no_grad():
