@@ -5,7 +5,7 @@
     python scripts/quantize.py --models crossformer_t --img-size 64 --finetune-steps 60   # a labelled set
 
 For each model: PTQ with a ``QuantConfig`` that puts 8-bit ``AbsmaxObserver``s on the activations
-and weights of every ``nn.Linear`` and ``nn.Conv2D``, calibrated on ``--calib-batches`` batches of
+and weights of every ``nn.Linear`` and ``nn.Conv2D`` that runs, calibrated on ``--calib-batches`` batches of
 generated images (:class:`paddle_vits.dense.ShapesDataset`, seed 0), then ``PTQ.convert``. It prints
 
 * accuracy: on ``--eval-images`` other generated images (seed 1), the int8 model's top-1 agreement
@@ -57,15 +57,28 @@ def parse_args(argv=None):
     return args
 
 
-def quant_config():
-    """8-bit abs-max observers on the activations and weights of every Linear and Conv2D."""
+def quant_config(model, sample):
+    """8-bit abs-max observers on the activations and weights of every Linear and Conv2D that ``model`` calls.
+
+    Layers whose weights the model reads directly (CaiT's talking-heads ``proj_l``/``proj_w``, mixed by one
+    matmul) never run their forward, so their observers would see nothing and ``PTQ.convert`` would fail:
+    one forward of ``sample`` with hooks finds the layers that run.
+    """
+    import paddle
     import paddle.nn as nn
     from paddle.quantization import QuantConfig
     from paddle.quantization.observers import AbsmaxObserver
 
+    called = []
+    hooks = [m.register_forward_post_hook(lambda layer, inp, out: called.append(layer))
+             for m in model.sublayers() if type(m) in (nn.Linear, nn.Conv2D)]
+    with paddle.no_grad():
+        model(sample)
+    for h in hooks:
+        h.remove()
     cfg = QuantConfig(activation=None, weight=None)
-    cfg.add_type_config([nn.Linear, nn.Conv2D], activation=AbsmaxObserver(quant_bits=8),
-                        weight=AbsmaxObserver(quant_bits=8))
+    cfg.add_layer_config(list(dict.fromkeys(called)), activation=AbsmaxObserver(quant_bits=8),
+                         weight=AbsmaxObserver(quant_bits=8))
     return cfg
 
 
@@ -203,7 +216,7 @@ def measure(name, args, threads):
     shapes = 1 if args.finetune_steps else 3
     calib = ShapesDataset(args.calib_batches * B, size, seed=0, max_shapes=shapes)
     held = ShapesDataset(args.eval_images, size, seed=1, max_shapes=shapes)
-    ptq = PTQ(quant_config())
+    ptq = PTQ(quant_config(model, paddle.to_tensor(calib.batch(range(B))[0])))
     observed = ptq.quantize(model, inplace=False)
     with paddle.no_grad():
         for i in range(args.calib_batches):
