@@ -1,10 +1,13 @@
 """paddle_vits.export: every family exports and passes the check under ``paddle.jit.load``, Paddle
 Inference (as :mod:`paddle_vits.inference` serves it) and onnxruntime.
 
-One variant per family at its test size by default; the whole registry (and CrossFormer at 224) as ``slow``.
+One variant per family at its test size by default; as ``slow``, every architecture of the registry (a variant
+that only repeats another at a higher resolution builds the same program at the test size, so it is checked to be
+that, not exported again) and CrossFormer at 224.
 """
 import json
 import os
+import re
 
 import numpy as np
 import paddle
@@ -17,7 +20,20 @@ from paddle_vits.utils import compat
 pytestmark = pytest.mark.skipif(bool(compat.export_unsupported()), reason=str(compat.export_unsupported()))
 ONE_PER_FAMILY = ["cait_xxs_24", "crossvit_tiny_224", "wavevit_s", "crossformer_t"]
 CHECKS = ["jit.load check", "Paddle Inference check", "onnxruntime check"]
-CASES = [pytest.param(n, None, marks=[] if n in ONE_PER_FAMILY else [pytest.mark.slow], id=n) for n in list_models()]
+RESOLUTION = re.compile(r"_(384|408|448)$")
+
+
+def resolution_twin(name):
+    """The registered variant that ``name`` repeats at another resolution (``cait_xxs_24`` for
+    ``cait_xxs_24_384``), or None: at the test size both build the same program (checked below)."""
+    for twin in (RESOLUTION.sub("", name), RESOLUTION.sub("_224", name)):
+        if twin != name and twin in list_models():
+            return twin
+    return None
+
+
+SWEEP = [n for n in list_models() if resolution_twin(n) is None]
+CASES = [pytest.param(n, None, marks=[] if n in ONE_PER_FAMILY else [pytest.mark.slow], id=n) for n in SWEEP]
 # CrossFormer at its eval size: no padded groups (the test size, 32, pads), the official classifier's path
 CASES.append(pytest.param("crossformer_t", 224, marks=[pytest.mark.slow], id="crossformer_t-224"))
 
@@ -26,6 +42,17 @@ def test_one_fast_case_per_family():
     fast = [p.values[0] for p in CASES if not p.marks]
     assert sorted(fast) == sorted(ONE_PER_FAMILY)
     assert {get_model_info(n).name.split("_")[0] for n in fast} == {"cait", "crossvit", "wavevit", "crossformer"}
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if resolution_twin(n)])
+def test_a_resolution_twin_is_the_same_program_at_the_test_size(name):
+    def shapes(n):
+        info = get_model_info(n)
+        with paddle.LazyGuard():  # no initialisation: only the parameters' names and shapes are compared
+            model = create_model(n, num_classes=10, **info.test_kwargs)
+        return info.test_kwargs, [(k, p.shape) for k, p in model.named_parameters()]
+
+    assert shapes(name) == shapes(resolution_twin(name))
 
 
 @pytest.mark.parametrize("name,size", CASES)
