@@ -32,7 +32,7 @@ EXTRAS = {
     "explain": EXPLAIN,
     "export": EXPORT,
     "visualdl": ["visualdl>=2.5"],  # training logs (2.5.3 measured with numpy 2.4 on Python 3.11)
-    "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.20"] + EXPLAIN + EXPORT,
+    "test": ["pytest>=7", "pytest-xdist>=3.5", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.20"] + EXPLAIN + EXPORT,
 }
 
 setup(

@@ -1,4 +1,4 @@
-"""Shared fixtures: deterministic seeds, all CPU cores, tiny model configs."""
+"""Shared fixtures: deterministic seeds, the CPU cores shared among pytest-xdist workers, tiny model configs."""
 import os
 
 import numpy as np
@@ -7,7 +7,10 @@ import pytest
 
 from paddle_vits.utils import set_num_threads
 
-set_num_threads()
+# Under ``pytest -n N`` each worker gets its share of the cores: more OpenMP threads than cores slow every
+# kernel down (spinning threads wait for each other), fewer leave cores idle.
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+set_num_threads(max(1, _CORES // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 paddle.set_device("cpu")
 
 
