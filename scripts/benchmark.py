@@ -251,7 +251,7 @@ def print_profile(args, model, x, paddle, twin=None):
     model.eval()
     table, total = profile_ops(infer, args.steps, args.warmup, args.profile_rows)
     print(f"paddle.profiler, inference batch {args.batch_size}, per forward pass ({args.steps} profiled): "
-          f"all operators {total:.1f} ms CPU")
+          f"all operators {total:.2f} ms CPU")
     print(f"  {'op':32s} {'calls':>6s} {'CPU ms':>9s} {'share':>6s}")
     for name, calls, ms in table:
         print(f"  {name:32s} {calls:6d} {ms:9.2f} {100 * ms / total:5.1f}%")

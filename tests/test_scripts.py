@@ -160,7 +160,8 @@ def test_benchmark_profile_prints_the_top_operators(tmp_path):
     rows = [r.split() for r in table.splitlines()[1:] if r.strip()]
     assert len(rows) == 3  # --profile-rows
     ms = [float(r[2]) for r in rows]
-    assert ms == sorted(ms, reverse=True) and 0 < sum(ms) <= total + 1e-6
+    # each figure is printed rounded to 0.01 ms: the rows' sum may exceed the total by half a unit per figure
+    assert ms == sorted(ms, reverse=True) and 0 < sum(ms) <= total + 0.005 * (len(ms) + 1) + 1e-9
     assert all(int(r[1]) >= 1 for r in rows)  # calls per forward pass
 
 
