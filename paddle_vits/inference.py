@@ -46,7 +46,6 @@ def paddle_predictor(prefix, device="cpu", threads=None, mkldnn=True, trt_fp16=F
         UserError: no program at ``prefix``, an impossible device setting, or Paddle Inference
             cannot build the predictor.
     """
-    import paddle
     import paddle.inference as pi
 
     from .utils import compat
@@ -55,6 +54,35 @@ def paddle_predictor(prefix, device="cpu", threads=None, mkldnn=True, trt_fp16=F
     if not os.path.exists(program) or not os.path.exists(prefix + ".pdiparams"):
         raise UserError(f"{os.path.dirname(prefix)!r} has no Paddle program (model.json/.pdmodel + model.pdiparams)",
                         "export it with scripts/export_model.py")
+    try:
+        predictor = _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16)
+    except (RuntimeError, ValueError) as e:
+        # Paddle Inference 3.3's oneDNN matmul_add_act_fuse_pass mis-flattens 3-D inputs of programs with a
+        # fixed batch (CrossFormer exported with dynamic_batch=False: "input's second dimension is 6272"); a
+        # program that fails to build is built once more without it.
+        try:
+            predictor = _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16,
+                                          delete=("matmul_add_act_fuse_pass",))
+        except (RuntimeError, ValueError):
+            last = " ".join(line.strip() for line in str(e).strip().splitlines()[-3:])
+            raise UserError(f"Paddle Inference cannot build a predictor for {os.path.dirname(prefix)!r}: {last}",
+                            "use --backend onnxruntime (the export's ONNX file)") from None
+    inp = predictor.get_input_handle(predictor.get_input_names()[0])
+    out = predictor.get_output_handle(predictor.get_output_names()[0])
+
+    def run(x):
+        inp.reshape(list(x.shape))
+        inp.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        predictor.run()
+        return out.copy_to_cpu()
+
+    return run
+
+
+def _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16, delete=()):
+    """``paddle.inference.create_predictor`` as :func:`paddle_predictor` configures it, without the ``delete``d passes."""
+    import paddle
+
     config = pi.Config(program, prefix + ".pdiparams")
     config.disable_glog_info()
     if device == "gpu":
@@ -75,22 +103,9 @@ def paddle_predictor(prefix, device="cpu", threads=None, mkldnn=True, trt_fp16=F
         if mkldnn:
             config.enable_mkldnn()
         config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
-    try:
-        predictor = pi.create_predictor(config)
-    except RuntimeError as e:
-        last = " ".join(line.strip() for line in str(e).strip().splitlines()[-3:])
-        raise UserError(f"Paddle Inference cannot build a predictor for {os.path.dirname(prefix)!r}: {last}",
-                        "use --backend onnxruntime (the export's ONNX file)") from None
-    inp = predictor.get_input_handle(predictor.get_input_names()[0])
-    out = predictor.get_output_handle(predictor.get_output_names()[0])
-
-    def run(x):
-        inp.reshape(list(x.shape))
-        inp.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
-        predictor.run()
-        return out.copy_to_cpu()
-
-    return run
+    for name in delete:
+        config.delete_pass(name)
+    return pi.create_predictor(config)
 
 
 class Predictor:

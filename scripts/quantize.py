@@ -62,7 +62,9 @@ def quant_config(model, sample):
 
     Layers whose weights the model reads directly (CaiT's talking-heads ``proj_l``/``proj_w``, mixed by one
     matmul) never run their forward, so their observers would see nothing and ``PTQ.convert`` would fail:
-    one forward of ``sample`` with hooks finds the layers that run.
+    one forward of ``sample`` with hooks finds the layers that run. It runs, like the calibration, with
+    gradients on: without them CrossFormer reuses its cached position-bias table in CPU inference and its
+    bias MLP's layers would not run.
     """
     import paddle
     import paddle.nn as nn
@@ -72,8 +74,7 @@ def quant_config(model, sample):
     called = []
     hooks = [m.register_forward_post_hook(lambda layer, inp, out: called.append(layer))
              for m in model.sublayers() if type(m) in (nn.Linear, nn.Conv2D)]
-    with paddle.no_grad():
-        model(sample)
+    model(sample)
     for h in hooks:
         h.remove()
     cfg = QuantConfig(activation=None, weight=None)
@@ -145,7 +146,10 @@ def fmt(ts):
 
 
 def predictor(prefix, threads, int8):
-    """A Paddle Inference runner (oneDNN) and a note; retried without constant folding if that fails.
+    """A Paddle Inference runner (oneDNN) and a note; retried without passes that fail on these programs.
+
+    The retries: without ``matmul_add_act_fuse_pass`` (it mis-flattens 3-D inputs of fixed-batch programs,
+    see :func:`paddle_vits.inference.paddle_predictor`), then without ``constant_folding_pass`` as well.
 
     Returns:
         ``(run, note)``; ``run`` is None when no predictor could be built (the note says why).
@@ -155,8 +159,9 @@ def predictor(prefix, threads, int8):
 
     from paddle_vits.utils import compat
 
+    attempts = [(), ("matmul_add_act_fuse_pass",), ("matmul_add_act_fuse_pass", "constant_folding_pass")]
     errors = []
-    for fold in (True, False):
+    for deleted in attempts:
         config = pi.Config(compat.program_file(prefix), prefix + ".pdiparams")
         config.disable_glog_info()
         config.disable_gpu()
@@ -164,8 +169,8 @@ def predictor(prefix, threads, int8):
         config.set_cpu_math_library_num_threads(threads)
         if int8:
             config.enable_mkldnn_int8()
-        if not fold:
-            config.delete_pass("constant_folding_pass")
+        for name in deleted:
+            config.delete_pass(name)
         try:
             pred = pi.create_predictor(config)
         except (RuntimeError, ValueError) as e:
@@ -180,8 +185,9 @@ def predictor(prefix, threads, int8):
             pred.run()
             return out.copy_to_cpu()
 
-        return run_batch, "" if fold else f"built without constant_folding_pass (with it: {errors[0][:120]})"
-    return None, f"no predictor: {errors[0][:150]}; without constant_folding_pass: {errors[1][:150]}"
+        return run_batch, "" if not deleted else f"built without {' and '.join(deleted)} (with it: {errors[0][:120]})"
+    return None, "no predictor: " + "; ".join(f"without {' and '.join(d) or 'no pass'}: {e[:150]}"
+                                              for d, e in zip(attempts, errors))
 
 
 def measure(name, args, threads):
@@ -218,9 +224,8 @@ def measure(name, args, threads):
     held = ShapesDataset(args.eval_images, size, seed=1, max_shapes=shapes)
     ptq = PTQ(quant_config(model, paddle.to_tensor(calib.batch(range(B))[0])))
     observed = ptq.quantize(model, inplace=False)
-    with paddle.no_grad():
-        for i in range(args.calib_batches):
-            observed(paddle.to_tensor(calib.batch(range(i * B, (i + 1) * B))[0]))
+    for i in range(args.calib_batches):  # gradients on: every observed layer runs (see quant_config)
+        observed(paddle.to_tensor(calib.batch(range(i * B, (i + 1) * B))[0]))
     qmodel = ptq.convert(observed, inplace=False, remain_weight=True)
 
     images, labels = shape_labels(held, range(len(held))) if args.finetune_steps else \
@@ -257,6 +262,8 @@ def inference(model, qmodel, x, args, threads):
     runs = {}
     with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
         for tag, layer in (("fp32", model), ("int8", qmodel)):
+            if hasattr(layer, "set_export_mode"):  # the plain-op forms export() traces (CrossFormer, Wave-ViT)
+                layer.set_export_mode(True)
             prefix = os.path.join(tmp, tag, "model")
             spec = [paddle.static.InputSpec([B, *x.shape[1:]], "float32", name="image")]  # the quantised
             # program has no dynamic batch: PTQ's quant format creates its scales with the input's shape

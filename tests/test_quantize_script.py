@@ -1,5 +1,6 @@
 """``scripts/quantize.py`` end to end on a small input (slow: it builds, calibrates and converts a
-full CaiT-XXS-24 and exports both programs). The figures it prints are not checked, only that each
+full CaiT-XXS-24 and CrossFormer-T, the two families with layers whose forward does not always run, and
+exports both programs of each). The figures it prints are not checked, only that each
 measurement is reported and the int8 model agrees with the fp32 one."""
 import os
 import re
@@ -12,9 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
-def test_quantize_script_reports_accuracy_and_speed():
+@pytest.mark.parametrize("name", ["cait_xxs_24", "crossformer_t"])
+def test_quantize_script_reports_accuracy_and_speed(name):
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
-    res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "quantize.py"), "--models", "cait_xxs_24",
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "quantize.py"), "--models", name,
                           "--img-size", "32", "--batch-size", "2", "--calib-batches", "1", "--eval-images", "4",
                           "--repeats", "1", "--threads", "1"], capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
