@@ -33,14 +33,15 @@ def topk(logits, k):
     return idx, np.take_along_axis(probs, idx, axis=1)
 
 
-def paddle_predictor(prefix, device="cpu", threads=None, mkldnn=True, trt_fp16=False):
+def paddle_predictor(prefix, device="cpu", threads=None, mkldnn=True, trt_fp16=False, int8=False, delete=()):
     """A Paddle Inference predictor for the program ``prefix`` (``prefix.json``/``.pdmodel`` +
     ``prefix.pdiparams``), as ``float32 [B, C, H, W] -> [B, num_classes]`` function.
 
     The one place the predictor is configured (:class:`Predictor`, ``scripts/predict.py`` and the
     export check of :func:`paddle_vits.export.export` use it): IR optimisation on (the default),
     CPU with oneDNN (``mkldnn``) and ``threads`` math threads, or GPU, with TensorRT FP16 where the
-    build has it.
+    build has it. ``int8`` turns on oneDNN's int8 kernels (CPU; ``scripts/quantize.py``); ``delete``
+    names IR passes to leave out.
 
     Raises:
         UserError: no program at ``prefix``, an impossible device setting, or Paddle Inference
@@ -55,14 +56,14 @@ def paddle_predictor(prefix, device="cpu", threads=None, mkldnn=True, trt_fp16=F
         raise UserError(f"{os.path.dirname(prefix)!r} has no Paddle program (model.json/.pdmodel + model.pdiparams)",
                         "export it with scripts/export_model.py")
     try:
-        predictor = _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16)
+        predictor = _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16, int8, delete)
     except (RuntimeError, ValueError) as e:
         # Paddle Inference 3.3's oneDNN matmul_add_act_fuse_pass mis-flattens 3-D inputs of programs with a
         # fixed batch (CrossFormer exported with dynamic_batch=False: "input's second dimension is 6272"); a
         # program that fails to build is built once more without it.
         try:
-            predictor = _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16,
-                                          delete=("matmul_add_act_fuse_pass",))
+            predictor = _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16, int8,
+                                          (*delete, "matmul_add_act_fuse_pass"))
         except (RuntimeError, ValueError):
             last = " ".join(line.strip() for line in str(e).strip().splitlines()[-3:])
             raise UserError(f"Paddle Inference cannot build a predictor for {os.path.dirname(prefix)!r}: {last}",
@@ -79,7 +80,7 @@ def paddle_predictor(prefix, device="cpu", threads=None, mkldnn=True, trt_fp16=F
     return run
 
 
-def _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16, delete=()):
+def _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16, int8, delete):
     """``paddle.inference.create_predictor`` as :func:`paddle_predictor` configures it, without the ``delete``d passes."""
     import paddle
 
@@ -102,6 +103,8 @@ def _create_predictor(pi, program, prefix, device, threads, mkldnn, trt_fp16, de
         config.disable_gpu()
         if mkldnn:
             config.enable_mkldnn()
+            if int8:
+                config.enable_mkldnn_int8()
         config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
     for name in delete:
         config.delete_pass(name)
